@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The test command: set up .venv, lint, prove every CUDA kernel compiles, run the test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+. .venv/bin/activate
+ruff check plif_zoo tests benchmarks examples
+if [ -f plif_zoo/kernels/__main__.py ]; then
+  python -m plif_zoo.kernels --compile-only --arch sm_80 --arch sm_90
+fi
+python -m pytest -q "$@"
