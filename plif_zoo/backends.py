@@ -1,6 +1,7 @@
 """Backend names and their selection: ``torch`` (the reference), ``cpu`` (compiled), ``cupy`` (CUDA).
 
-A backend module provides ``available() -> bool``, ``why_unavailable() -> str`` and
+A backend module provides ``available() -> bool``, ``why_unavailable() -> str``,
+``supports(cfg) -> bool`` (can it run this neuron configuration, e.g. this surrogate) and
 the functions the layers call (``neuron_multi_step``, ``max_pool_multi_step``).
 """
 
@@ -34,12 +35,18 @@ def _available(name: str) -> bool:
         return False
 
 
-def resolve(backend: str, x: torch.Tensor) -> str:
-    """Pick the backend for tensor ``x``: ``auto`` means cupy on CUDA, compiled cpu on CPU."""
+def resolve(backend: str, x: torch.Tensor, cfg=None) -> str:
+    """Pick the backend for tensor ``x``: ``auto`` means cupy on CUDA, compiled cpu on CPU.
+
+    ``cfg`` is the neuron's NeuronConfig (None for pooling); ``auto`` falls back to the
+    torch reference when the fast backend does not support it (e.g. an exotic surrogate).
+    """
     check_name(backend)
     if backend == "auto":
         preferred = "cupy" if x.is_cuda else "cpu"
-        return preferred if _available(preferred) else "torch"
+        if _available(preferred) and (cfg is None or get(preferred).supports(cfg)):
+            return preferred
+        return "torch"
     if backend == "cupy":
         if not x.is_cuda:
             raise ValueError(
@@ -56,6 +63,11 @@ def resolve(backend: str, x: torch.Tensor) -> str:
             raise ValueError("backend='cpu' needs CPU tensors; use backend='auto' or 'cupy' on CUDA")
         if not _available("cpu"):
             raise ValueError("backend='cpu' is not available: " + _why("cpu"))
+    if backend != "torch" and cfg is not None and not get(backend).supports(cfg):
+        raise ValueError(
+            f"backend={backend!r} does not support surrogate "
+            f"{type(cfg.surrogate_function).__name__}; use backend='torch' or 'auto'"
+        )
     return backend
 
 

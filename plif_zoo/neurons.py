@@ -145,7 +145,7 @@ def multi_step(
     x_seq: [T, N, *]; v_init: [N, *]; k: 0-dim decay factor (sigmoid(w) or 1/tau).
     Returns (spike_seq [T, N, *] in x_seq's dtype, v [N, *] or v_seq [T, N, *]).
     """
-    name = backends.resolve(backend, x_seq)
+    name = backends.resolve(backend, x_seq, cfg)
     compute = torch.promote_types(x_seq.dtype, torch.float32)
     k = k.to(device=x_seq.device, dtype=compute)
     if name == "torch":
