@@ -1,0 +1,83 @@
+"""SpikeMaxPool2d / SpikeAvgPool2d against SpikingJelly's multi-step pooling layers."""
+
+import pytest
+import torch
+from spikingjelly.activation_based import layer
+
+from plif_zoo import SpikeAvgPool2d, SpikeMaxPool2d
+
+
+def _spikes(shape, p=0.3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(shape, generator=g) < p).float()
+
+
+@pytest.mark.parametrize("shape", [(4, 2, 3, 8, 8), (3, 1, 2, 7, 9), (1, 2, 1, 2, 2)])
+@pytest.mark.parametrize("p", [0.0, 0.3, 1.0])
+def test_max_pool_matches_spikingjelly(shape, p):
+    x = _spikes(shape, p)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ya = SpikeMaxPool2d(2, 2)(xa)
+    yb = layer.MaxPool2d(2, 2, step_mode="m")(xb)
+    assert torch.equal(ya, yb)
+    g = torch.randn_like(ya)
+    ya.backward(g)
+    yb.backward(g)
+    assert torch.equal(xa.grad, xb.grad)
+
+
+def test_max_pool_routes_gradient_to_first_spike():
+    x = torch.tensor([[0.0, 1.0], [1.0, 1.0]]).reshape(1, 1, 1, 2, 2).requires_grad_()
+    SpikeMaxPool2d()(x).sum().backward()
+    assert x.grad.flatten().tolist() == [0.0, 1.0, 0.0, 0.0]
+
+
+def test_max_pool_on_real_values_matches_torch():
+    x = torch.randn(3, 2, 4, 6, 6, requires_grad=True)
+    xb = x.detach().clone().requires_grad_()
+    y = SpikeMaxPool2d(3, 3)(x)
+    yb = torch.nn.functional.max_pool2d(xb.flatten(0, 1), 3, 3).reshape(3, 2, 4, 2, 2)
+    assert torch.equal(y, yb)
+    y.sum().backward()
+    yb.sum().backward()
+    assert torch.equal(x.grad, xb.grad)
+
+
+def test_overlapping_windows_fall_back_to_torch():
+    x = _spikes((2, 1, 1, 5, 5)).requires_grad_()
+    y = SpikeMaxPool2d(3, 1)(x)
+    assert y.shape == (2, 1, 1, 3, 3)
+
+
+def test_max_pool_keeps_no_int64_indices():
+    x = _spikes((2, 2, 3, 8, 8)).requires_grad_()
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        SpikeMaxPool2d()(x)
+    assert saved and all(t.dtype != torch.int64 for t in saved)
+
+
+def test_single_step_mode():
+    x = _spikes((2, 3, 8, 8))
+    pool = SpikeMaxPool2d(step_mode="s")
+    assert torch.equal(pool(x), torch.nn.functional.max_pool2d(x, 2, 2))
+
+
+def test_avg_pool_matches_spikingjelly():
+    x = _spikes((4, 2, 3, 8, 8)).requires_grad_()
+    xb = x.detach().clone().requires_grad_()
+    ya = SpikeAvgPool2d(2, 2)(x)
+    yb = layer.AvgPool2d(2, 2, step_mode="m")(xb)
+    torch.testing.assert_close(ya, yb)
+    ya.sum().backward()
+    yb.sum().backward()
+    torch.testing.assert_close(x.grad, xb.grad)
+
+
+def test_rejects_wrong_rank_and_dtype():
+    with pytest.raises(ValueError, match=r"\[T, N, C, H, W\]"):
+        SpikeMaxPool2d()(torch.ones(2, 3, 8, 8))
+    with pytest.raises(TypeError, match="floating-point"):
+        SpikeMaxPool2d()(torch.ones(1, 2, 3, 8, 8, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="unknown backend"):
+        SpikeMaxPool2d(backend="nope")
