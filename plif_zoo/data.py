@@ -1,0 +1,336 @@
+"""Datasets of the paper (Sec. 4) as raw tensors, with the paper's augmentation and splits.
+
+Static images (MNIST, Fashion-MNIST, CIFAR-10) leave the pipeline as float tensors
+``[C, H, W]`` in [0, 1]: normalisation belongs to the model, so a loaded model and a
+user's own images agree. Event datasets (N-MNIST, CIFAR10-DVS, DVS128 Gesture) leave
+it as frames ``[T, 2, H, W]`` of raw event counts (SpikingJelly's ``split_by="number"``).
+
+Splits: ``train`` / ``val`` follow accuracy-B (the first 15% of each class of the
+training set, in file order, is the validation set; ``train`` is the rest),
+``train-full`` is the whole training set (accuracy-A), ``test`` the official test set.
+"""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+__all__ = [
+    "DATASETS",
+    "DatasetInfo",
+    "DatasetNotFoundError",
+    "FASHION_MNIST_SYSTEM_DIR",
+    "get_dataset",
+    "train_val_indices",
+    "train_transform",
+]
+
+FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+SPLITS = ("train", "val", "train-full", "test")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model needs to know about a dataset."""
+
+    name: str
+    num_classes: int
+    shape: tuple[int, ...]  # one sample: [C, H, W] for images, [2, H, W] per frame for events
+    event: bool  # True: frames [T, 2, H, W] of event counts
+    source: str  # where to get the original files
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    info.name: info
+    for info in (
+        DatasetInfo("mnist", 10, (1, 28, 28), False, "http://yann.lecun.com/exdb/mnist/ (or torchvision's downloader: download=True)"),
+        DatasetInfo(
+            "fashion-mnist", 10, (1, 28, 28), False,
+            "`apt-get install dataset-fashion-mnist` (files land in /usr/share/datasets/fashion-mnist/), "
+            "https://github.com/zalandoresearch/fashion-mnist, or torchvision's downloader (download=True)",
+        ),
+        DatasetInfo("cifar10", 10, (3, 32, 32), False, "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz (extract it; or download=True)"),
+        DatasetInfo("n-mnist", 10, (2, 34, 34), True, "https://www.garrickorchard.com/datasets/n-mnist (Train.zip, Test.zip)"),
+        DatasetInfo("cifar10-dvs", 10, (2, 128, 128), True, "https://figshare.com/articles/dataset/CIFAR10-DVS_New/4724671 (the 10 class zips)"),
+        DatasetInfo("dvs128-gesture", 11, (2, 128, 128), True, "https://research.ibm.com/interactive/dvsgesture/ (DvsGesture.tar.gz)"),
+    )
+}
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset's files are not where they were looked for."""
+
+
+def _missing(name: str, looked_in: Sequence[Path], expected: Sequence[str]) -> DatasetNotFoundError:
+    places = ", ".join(str(p) for p in looked_in) or "(no folder given)"
+    return DatasetNotFoundError(
+        f"{name}: dataset files not found. Looked in: {places}. Expected there: "
+        f"{', '.join(expected)}. Get them from {DATASETS[name].source}, then pass the folder "
+        f"with data_dir=... (CLI: --data-dir DIR)."
+    )
+
+
+def _info(name: str) -> DatasetInfo:
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)} or 'imagefolder'")
+    return DATASETS[name]
+
+
+# --------------------------------------------------------------------------- static images
+
+
+class TensorImageDataset(Dataset):
+    """Images held in memory as uint8 ``[N, C, H, W]``, returned as float [0, 1] ``[C, H, W]``."""
+
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor, transform: Callable | None = None):
+        self.images = images
+        self.targets = targets
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        x = self.images[i].float().div_(255.0)
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, int(self.targets[i])
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (optionally gzipped), the format of MNIST and Fashion-MNIST."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise ValueError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        raise ValueError(f"{path}: header says {dims} but holds {body.size} bytes; the file is truncated")
+    return body.reshape(dims)
+
+
+_IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_TORCHVISION_FOLDER = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+
+
+def _find_idx(name: str, data_dir: Path | None, download: bool) -> Path:
+    """The folder holding the four IDX files, given or in a torchvision layout below it."""
+    roots = [data_dir] if data_dir is not None else []
+    if name == "fashion-mnist" and data_dir is None:
+        roots.append(FASHION_MNIST_SYSTEM_DIR)
+    candidates = []
+    for root in roots:
+        candidates += [root, root / "raw", root / _TORCHVISION_FOLDER[name] / "raw"]
+
+    def complete(folder: Path) -> bool:
+        return all(
+            (folder / f).exists() or (folder / (f + ".gz")).exists()
+            for pair in _IDX_FILES.values() for f in pair
+        )
+
+    for folder in candidates:
+        if complete(folder):
+            return folder
+    if download:
+        if data_dir is None:
+            raise ValueError(f"{name}: download=True needs a data_dir to download into")
+        from torchvision import datasets
+
+        cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
+        for train in (True, False):
+            cls(str(data_dir), train=train, download=True)
+        return data_dir / _TORCHVISION_FOLDER[name] / "raw"
+    expected = [f + "[.gz]" for pair in _IDX_FILES.values() for f in pair]
+    raise _missing(name, candidates, expected)
+
+
+def _load_idx_split(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = (
+        folder / f if (folder / f).exists() else folder / (f + ".gz") for f in _IDX_FILES[split]
+    )
+    x = _read_idx(images)
+    y = _read_idx(labels)
+    if len(x) != len(y):
+        raise ValueError(f"{images} holds {len(x)} images but {labels} holds {len(y)} labels")
+    return torch.from_numpy(x.copy()).unsqueeze(1), torch.from_numpy(y.astype(np.int64))
+
+
+_CIFAR_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
+_CIFAR_TEST = ["test_batch"]
+
+
+def _find_cifar(data_dir: Path | None, download: bool) -> Path:
+    candidates = [] if data_dir is None else [data_dir, data_dir / "cifar-10-batches-py"]
+    for folder in candidates:
+        if all((folder / f).exists() for f in _CIFAR_TRAIN + _CIFAR_TEST):
+            return folder
+    if download and data_dir is not None:
+        from torchvision import datasets
+
+        datasets.CIFAR10(str(data_dir), download=True)
+        return data_dir / "cifar-10-batches-py"
+    raise _missing("cifar10", candidates, _CIFAR_TRAIN + _CIFAR_TEST)
+
+
+def _load_cifar_split(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    xs, ys = [], []
+    for f in _CIFAR_TRAIN if split == "train" else _CIFAR_TEST:
+        with open(folder / f, "rb") as fh:
+            batch = pickle.load(fh, encoding="latin1")
+        xs.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        ys.append(np.asarray(batch["labels"], dtype=np.int64))
+    return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
+
+
+def train_transform(name: str) -> Callable | None:
+    """The paper's training augmentation for a static dataset, on [0, 1] tensors (None: none)."""
+    from torchvision import transforms
+
+    if name == "mnist":
+        return transforms.RandomAffine(degrees=30, translate=(0.15, 0.15), scale=(0.85, 1.11))
+    if name == "cifar10":
+        return transforms.Compose(
+            [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()]
+        )
+    return None
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def train_val_indices(targets: Sequence[int] | torch.Tensor, val_fraction: float = 0.15) -> tuple[list[int], list[int]]:
+    """Accuracy-B split: the first ``val_fraction`` of each class (in file order) is validation.
+
+    Returns (train indices, validation indices), both in file order. Deterministic: no RNG.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
+    targets = torch.as_tensor(targets).tolist()
+    by_class: dict[int, list[int]] = {}
+    for i, c in enumerate(targets):
+        by_class.setdefault(c, []).append(i)
+    val = set()
+    for idx in by_class.values():
+        val.update(idx[: int(len(idx) * val_fraction)])
+    train_idx = [i for i in range(len(targets)) if i not in val]
+    return train_idx, sorted(val)
+
+
+class SubsetWithTargets(Dataset):
+    """A subset that keeps ``targets`` and swaps in its own transform (e.g. none for validation)."""
+
+    def __init__(self, base: Dataset, indices: Sequence[int]):
+        self.base = base
+        self.indices = list(indices)
+        self.targets = torch.as_tensor(base.targets)[self.indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        return self.base[self.indices[i]]
+
+
+# --------------------------------------------------------------------------- image folders
+
+
+def _load_imagefolder(root: Path, channels: int, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    from PIL import Image
+    from torchvision.datasets import ImageFolder
+
+    folder = ImageFolder(str(root))
+    mode = "L" if channels == 1 else "RGB"
+    images = torch.empty(len(folder), channels, *size, dtype=torch.uint8)
+    for i, (path, _) in enumerate(folder.samples):
+        with Image.open(path) as im:
+            im = im.convert(mode).resize((size[1], size[0]), Image.BILINEAR)
+            arr = np.asarray(im, dtype=np.uint8)
+        images[i] = torch.from_numpy(arr.reshape(size[0], size[1], channels).transpose(2, 0, 1).copy())
+    return images, torch.tensor(folder.targets, dtype=torch.int64), folder.classes
+
+
+# --------------------------------------------------------------------------- event data
+
+
+def _event_dataset(name: str, data_dir: Path | None, train: bool, T: int | None) -> Dataset:
+    raise NotImplementedError(name)
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def get_dataset(
+    name: str,
+    split: str,
+    data_dir: str | Path | None = None,
+    *,
+    T: int | None = None,
+    augment: bool | None = None,
+    val_fraction: float = 0.15,
+    download: bool = False,
+    image_shape: tuple[int, int, int] | None = None,
+) -> Dataset:
+    """One split of a dataset, with ``targets`` (a LongTensor) and ``num_classes`` attributes.
+
+    name: a key of ``DATASETS`` or ``"imagefolder"`` (``data_dir`` holds ``train/`` and
+    ``test/``, each with one folder per class; images are resized to ``image_shape`` [C, H, W]).
+    split: ``train`` / ``val`` (accuracy-B), ``train-full``, ``test``.
+    T: frames per sample for event datasets (required there).
+    augment: the paper's training augmentation; default True for ``train`` / ``train-full``.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    data_dir = None if data_dir is None else Path(data_dir).expanduser()
+    if data_dir is not None and not data_dir.is_dir() and not download:
+        raise DatasetNotFoundError(
+            f"{name}: data folder {data_dir} does not exist; pass the folder that holds the "
+            f"dataset's files" + (f" (get them from {DATASETS[name].source})" if name in DATASETS else "")
+        )
+    train_side = split in ("train", "val", "train-full")
+    if augment is None:  # validation is evaluated like the test set: no augmentation
+        augment = split in ("train", "train-full")
+    if name == "imagefolder":
+        if data_dir is None or image_shape is None:
+            raise ValueError("imagefolder needs data_dir (with train/ and test/ inside) and image_shape [C, H, W]")
+        sub = data_dir / ("train" if train_side else "test")
+        if not sub.is_dir():
+            raise DatasetNotFoundError(
+                f"imagefolder: {sub} not found; data_dir must hold train/ and test/, each with "
+                f"one sub-folder of images per class"
+            )
+        images, targets, classes = _load_imagefolder(sub, image_shape[0], tuple(image_shape[1:]))
+        base = TensorImageDataset(images, targets)
+        base.classes = classes
+        num_classes = len(classes)
+    else:
+        info = _info(name)
+        num_classes = info.num_classes
+        if info.event:
+            base = _event_dataset(name, data_dir, train=train_side, T=T)
+        else:
+            if name == "cifar10":
+                x, y = _load_cifar_split(_find_cifar(data_dir, download), "train" if train_side else "test")
+            else:
+                x, y = _load_idx_split(_find_idx(name, data_dir, download), "train" if train_side else "test")
+            base = TensorImageDataset(x, y, train_transform(name) if augment else None)
+    if split in ("train", "val"):
+        train_idx, val_idx = train_val_indices(base.targets, val_fraction)
+        ds = SubsetWithTargets(base, train_idx if split == "train" else val_idx)
+    else:
+        ds = base
+    ds.num_classes = num_classes
+    return ds
+
