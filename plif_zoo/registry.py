@@ -1,0 +1,386 @@
+"""Model ids -> architecture, metadata and weights; ``load`` / ``create_model`` / ``list_models``.
+
+Ids are ``{dataset}-{neuron}[-tau16][-avgpool]``. Everything known about one id lives in
+one ``ModelInfo``. To publish weights for an id, add one line to ``PUBLISHED_WEIGHTS``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import functools
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import hub
+from .networks import PAPER_NETWORKS, NetworkConfig, SpikingConvNet, count_parameters
+
+__all__ = [
+    "ModelInfo",
+    "WeightSource",
+    "UnknownModelError",
+    "NoPretrainedWeightsError",
+    "PUBLISHED_WEIGHTS",
+    "list_models",
+    "model_info",
+    "create_model",
+    "load",
+    "weights_dirs",
+]
+
+# Weights that exist, one entry per id. ``revision`` is the pinned Hub commit (40 hex),
+# ``sha256`` that of model.safetensors; ``accuracy`` (percent) with its ``protocol``.
+# Example:
+#   "fashion-mnist-plif": dict(revision="0123...", sha256="abcd...", accuracy=93.1,
+#                              protocol="accuracy-B: ..., 1 x H200, `plif-zoo train ...`"),
+PUBLISHED_WEIGHTS: dict[str, dict] = {}
+
+HUB_ORG = "plif-zoo"
+
+_DIGITS = tuple(str(i) for i in range(10))
+_CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+LABEL_NAMES: dict[str, tuple[str, ...]] = {
+    "mnist": _DIGITS,
+    "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                      "Sneaker", "Bag", "Ankle boot"),
+    "cifar10": _CIFAR10,
+    "nmnist": _DIGITS,
+    "cifar10-dvs": _CIFAR10,
+    "dvs128-gesture": ("hand clapping", "right hand wave", "left hand wave", "right arm clockwise",
+                       "right arm counter-clockwise", "left arm clockwise",
+                       "left arm counter-clockwise", "arm roll", "air drums", "air guitar",
+                       "other gestures"),
+}
+
+# Paper accuracy (percent). A = best test accuracy during training; B = test accuracy at
+# the epoch of best validation accuracy (15% of train held out). Table 2 gives both for
+# PLIF tau0=2 max-pool; Tables 4 and 5 give A for the ablations.
+_PAPER_A = {"mnist": 99.72, "fashion-mnist": 94.38, "cifar10": 93.50, "nmnist": 99.61,
+            "cifar10-dvs": 74.80, "dvs128-gesture": 97.57}
+_PAPER_B = {"mnist": 99.63, "fashion-mnist": 93.85, "cifar10": 92.58, "nmnist": 99.57,
+            "cifar10-dvs": 69.00, "dvs128-gesture": 96.53}
+_ABLATION_DATASETS = ("fashion-mnist", "cifar10", "cifar10-dvs", "dvs128-gesture")
+_ABLATION_A = {  # variant -> accuracy-A per _ABLATION_DATASETS
+    "lif": (94.17, 93.03, 73.60, 96.88),  # Table 4
+    "plif-tau16": (94.65, 93.23, 70.50, 92.01),  # Table 4
+    "lif-tau16": (94.47, 47.50, 62.40, 76.74),  # Table 4
+    "plif-avgpool": (94.74, 93.30, 72.70, 97.22),  # Table 5
+}
+# variant suffix -> (neuron, init_tau, pooling)
+_VARIANTS = {
+    "plif": ("plif", 2.0, "max"),
+    "lif": ("lif", 2.0, "max"),
+    "plif-tau16": ("plif", 16.0, "max"),
+    "lif-tau16": ("lif", 16.0, "max"),
+    "plif-avgpool": ("plif", 2.0, "avg"),
+    "lif-avgpool": ("lif", 2.0, "avg"),
+}
+
+_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+
+
+class UnknownModelError(KeyError):
+    """No model with this id; the message lists close matches."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class NoPretrainedWeightsError(ValueError):
+    """The id is known but no weights were published for it."""
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """Where a model's weights live and how to check them."""
+
+    hf_repo: str  # Hub repo id, e.g. "plif-zoo/fashion-mnist-plif"
+    revision: str  # pinned Hub commit (40 hex) so a load is reproducible
+    sha256: str  # sha256 of the weight file, checked before loading
+    filename: str = hub.WEIGHTS_NAME  # the weight file in the repo
+    license: str = "MIT"  # license of the weights
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Everything known about one zoo model (like timm's PretrainedCfg)."""
+
+    id: str  # registry id, "{dataset}-{neuron}[-tau16][-avgpool]"
+    dataset: str  # mnist, fashion-mnist, cifar10, nmnist, cifar10-dvs, dvs128-gesture
+    architecture: NetworkConfig  # rebuilds the network (Table 1 + this variant)
+    label_names: tuple[str, ...]  # class names in output order
+    paper_accuracy_a: float | None  # percent, paper's accuracy-A (Table 2, 4 or 5); None if not reported
+    paper_accuracy_b: float | None  # percent, paper's accuracy-B (Table 2); None if not reported
+    paper_source: str | None  # which table of the paper the numbers come from
+    accuracy: float | None = None  # percent, our measured test accuracy; None until weights exist
+    accuracy_protocol: str | None = None  # how `accuracy` was measured (A/B, split, hardware, command)
+    weights: WeightSource | None = None  # published weights; None = architecture only
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One sample: (C, H, W) images or (T, C, H, W) event frames."""
+        return self.architecture.input_shape
+
+    @property
+    def T(self) -> int:
+        return self.architecture.T
+
+    @property
+    def num_classes(self) -> int:
+        return self.architecture.num_classes
+
+    @property
+    def neuron(self) -> str:
+        return self.architecture.neuron
+
+    @property
+    def init_tau(self) -> float:
+        return self.architecture.init_tau
+
+    @property
+    def pooling(self) -> str:
+        return self.architecture.pooling
+
+    @property
+    def input_kind(self) -> str:
+        return "static image" if self.architecture.static else "event frames"
+
+    @property
+    def num_params(self) -> int:
+        return _num_params(self.id)
+
+    @property
+    def has_weights(self) -> bool:
+        """Published weights, or a local folder in $PLIF_ZOO_WEIGHTS / the repo's weights/."""
+        return self.weights is not None or _local_folder(self.id) is not None
+
+    def as_dict(self) -> dict:
+        """Flat dict of every field, for tables and JSON."""
+        w = self.weights
+        return {
+            "id": self.id,
+            "dataset": self.dataset,
+            "input": self.input_kind,
+            "input_shape": list(self.input_shape),
+            "T": self.T,
+            "num_classes": self.num_classes,
+            "label_names": list(self.label_names),
+            "neuron": self.neuron,
+            "init_tau": self.init_tau,
+            "pooling": self.pooling,
+            "num_params": self.num_params,
+            "paper_accuracy_a": self.paper_accuracy_a,
+            "paper_accuracy_b": self.paper_accuracy_b,
+            "paper_source": self.paper_source,
+            "accuracy": self.accuracy,
+            "accuracy_protocol": self.accuracy_protocol,
+            "hf_repo": w.hf_repo if w else None,
+            "revision": w.revision if w else None,
+            "filename": w.filename if w else None,
+            "sha256": w.sha256 if w else None,
+            "license": w.license if w else None,
+        }
+
+
+def _build_registry() -> dict[str, ModelInfo]:
+    models: dict[str, ModelInfo] = {}
+    for dataset, base in PAPER_NETWORKS.items():
+        for suffix, (neuron, init_tau, pooling) in _VARIANTS.items():
+            model_id = f"{dataset}-{suffix}"
+            a = b = source = None
+            if suffix == "plif":
+                a, b, source = _PAPER_A[dataset], _PAPER_B[dataset], "Table 2"
+            elif suffix in _ABLATION_A and dataset in _ABLATION_DATASETS:
+                a = _ABLATION_A[suffix][_ABLATION_DATASETS.index(dataset)]
+                source = "Table 5" if suffix.endswith("avgpool") else "Table 4"
+            published = PUBLISHED_WEIGHTS.get(model_id)
+            weights = None
+            if published:
+                weights = WeightSource(
+                    hf_repo=published.get("hf_repo", f"{HUB_ORG}/{model_id}"),
+                    revision=published["revision"],
+                    sha256=published["sha256"],
+                    license=published.get("license", "MIT"),
+                )
+            models[model_id] = ModelInfo(
+                id=model_id,
+                dataset=dataset,
+                architecture=base.replace(neuron=neuron, init_tau=init_tau, pooling=pooling),
+                label_names=LABEL_NAMES[dataset],
+                paper_accuracy_a=a,
+                paper_accuracy_b=b,
+                paper_source=source,
+                accuracy=published.get("accuracy") if published else None,
+                accuracy_protocol=published.get("protocol") if published else None,
+                weights=weights,
+            )
+    return models
+
+
+_REGISTRY = _build_registry()
+
+
+@functools.cache
+def _num_params(model_id: str) -> int:
+    return count_parameters(_REGISTRY[model_id].architecture)
+
+
+def check_model_id(model_id: str) -> str:
+    """Validate an id's characters (lowercase, digits, '-'; no path parts)."""
+    if not isinstance(model_id, str):
+        raise TypeError(f"a model id must be a string, got {type(model_id).__name__}")
+    if not _ID_RE.match(model_id):
+        raise ValueError(
+            f"invalid model id {model_id!r}: ids are lowercase letters, digits and '-', such as "
+            f"'fashion-mnist-plif'; see plif_zoo.list_models()"
+        )
+    return model_id
+
+
+def model_info(model_id: str) -> ModelInfo:
+    """Everything known about a registry id. Unknown ids raise UnknownModelError with close matches."""
+    check_model_id(model_id)
+    if model_id not in _REGISTRY:
+        close = difflib.get_close_matches(model_id, list(_REGISTRY), n=5, cutoff=0.6)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise UnknownModelError(
+            f"unknown model {model_id!r}; {hint}see plif_zoo.list_models() for all "
+            f"{len(_REGISTRY)} ids"
+        )
+    return _REGISTRY[model_id]
+
+
+def list_models(pattern: str | list[str] = "*", pretrained: bool = False) -> list[str]:
+    """Sorted ids matching shell wildcards (``"cifar10*"``); ``pretrained=True``: only ids with weights."""
+    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+    ids = [i for i in _REGISTRY if any(fnmatch.fnmatchcase(i, p) for p in patterns)]
+    if pretrained:
+        ids = [i for i in ids if _REGISTRY[i].has_weights]
+    return sorted(ids)
+
+
+def weights_dirs() -> list[Path]:
+    """Folders searched for local weights: $PLIF_ZOO_WEIGHTS (os.pathsep-separated), then the
+    repository's ``weights/`` folder (a source checkout)."""
+    dirs = [Path(p) for p in os.environ.get("PLIF_ZOO_WEIGHTS", "").split(os.pathsep) if p]
+    dirs.append(Path(__file__).resolve().parent.parent / "weights")
+    return dirs
+
+
+def _local_folder(model_id: str) -> Path | None:
+    for base in weights_dirs():
+        folder = base / model_id
+        if (folder / hub.CONFIG_NAME).is_file() and (folder / hub.WEIGHTS_NAME).is_file():
+            return folder
+    return None
+
+
+def _no_weights_error(model_id: str) -> NoPretrainedWeightsError:
+    available = list_models(pretrained=True)
+    listing = f"models with weights: {', '.join(available)}" if available else "no model has published weights yet"
+    return NoPretrainedWeightsError(
+        f"{model_id!r} has no published weights ({listing}). Build it untrained with "
+        f"plif_zoo.load({model_id!r}, pretrained=False) or plif_zoo.create_model({model_id!r}), "
+        f"or put a model folder at {weights_dirs()[0] / model_id} ($PLIF_ZOO_WEIGHTS)"
+    )
+
+
+def _resolve_pretrained(
+    name: str, revision: str | None, cache_dir, local_files_only: bool, backend: str
+) -> tuple[SpikingConvNet, dict]:
+    if name.startswith("local-dir:"):
+        folder = Path(name[len("local-dir:"):]).expanduser()
+        if not folder.is_dir():
+            raise FileNotFoundError(f"local-dir: {folder} is not a folder")
+        return hub.load_folder(folder, backend=backend)
+    if name.startswith("hf-hub:"):
+        repo_id, rev = hub.parse_hub_name(name[len("hf-hub:"):])
+        if revision is not None and rev is not None and revision != rev:
+            raise ValueError(f"two revisions given: {name!r} and revision={revision!r}; pass one")
+        folder = hub.download(repo_id, revision=revision or rev, cache_dir=cache_dir,
+                              local_files_only=local_files_only)
+        return hub.load_folder(folder, backend=backend, remove_on_mismatch=True)
+
+    info = model_info(name)
+    local = _local_folder(name)
+    if local is not None and revision is None:
+        expected = info.weights.sha256 if info.weights else None
+        return hub.load_folder(local, expected_sha256=expected, backend=backend)
+    if info.weights is None:
+        raise _no_weights_error(name)
+    folder = hub.download(info.weights.hf_repo, revision=revision or info.weights.revision,
+                          cache_dir=cache_dir, local_files_only=local_files_only)
+    expected = info.weights.sha256 if revision is None else None
+    return hub.load_folder(folder, expected_sha256=expected, backend=backend, remove_on_mismatch=True)
+
+
+def load(
+    name: str,
+    pretrained: bool = True,
+    *,
+    num_classes: int | None = None,
+    T: int | None = None,
+    backend: str = "auto",
+    device: str | torch.device | None = None,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    local_files_only: bool = False,
+    **config_changes,
+) -> SpikingConvNet:
+    """A zoo model by registry id, ``local-dir:PATH`` or ``hf-hub:ORG/NAME[@REV]``.
+
+    ``pretrained=True`` loads verified weights (local $PLIF_ZOO_WEIGHTS / weights/ folder,
+    then the HF cache, then the Hub). ``num_classes`` different from the weights replaces
+    only the output layer (a warning lists it). ``T`` sets the default time steps.
+    ``config_changes`` (untrained models only) change NetworkConfig fields, e.g. init_tau.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a string, got {type(name).__name__}")
+    if pretrained:
+        if config_changes:
+            raise TypeError(
+                f"architecture changes {sorted(config_changes)} need pretrained=False; a pretrained "
+                f"model keeps its architecture (only num_classes and T can change)"
+            )
+        model, _ = _resolve_pretrained(name, revision, cache_dir, local_files_only, backend)
+        if num_classes is not None and num_classes != model.num_classes:
+            old = model.num_classes
+            skipped = model.reset_classifier(num_classes)
+            warnings.warn(
+                f"{name}: output layer rebuilt for {num_classes} classes (weights had {old}); "
+                f"not loaded, freshly initialised: {', '.join(skipped)}",
+                stacklevel=2,
+            )
+    else:
+        if name.startswith(("local-dir:", "hf-hub:")):
+            raise ValueError(f"{name!r} names weights; use pretrained=True, or a registry id for an untrained model")
+        config = model_info(name).architecture
+        if num_classes is not None:
+            config_changes["num_classes"] = num_classes
+        if T is not None:
+            config_changes["T"] = T
+        try:
+            config = config.replace(**config_changes)
+        except TypeError:
+            known = sorted(NetworkConfig.__dataclass_fields__)
+            raise TypeError(
+                f"unknown arguments {sorted(set(config_changes) - set(known))}; architecture "
+                f"changes must be NetworkConfig fields: {known}"
+            ) from None
+        model = SpikingConvNet(config, backend=backend)
+    if T is not None:
+        model.T = T
+    model.set_backend(backend)
+    if device is not None:
+        model.to(device)
+    return model
+
+
+def create_model(name: str, **kwargs) -> SpikingConvNet:
+    """An untrained zoo model: ``load(name, pretrained=False, **kwargs)``."""
+    return load(name, pretrained=False, **kwargs)

@@ -1,0 +1,231 @@
+"""The six Table 1 networks: architecture as the authors' code builds it, shapes, state, backends."""
+
+import pytest
+import torch
+from spikingjelly.activation_based import layer
+from torch import nn
+
+from plif_zoo import LIFNode, PLIFNode, create_model
+from plif_zoo.networks import PAPER_NETWORKS, Encoder, NetworkConfig, SpikingConvNet
+
+
+def conv(cin, cout):  # bias-free 3x3 conv + BatchNorm2d (weight and bias)
+    return cin * cout * 9 + 2 * cout
+
+
+# Hand count from the layer table of docs/reference.md (authors' codes/models.py).
+# Each entry: (weights without neurons, number of spiking layers).
+AUTHORS = {
+    "mnist": (conv(1, 128) + conv(128, 128) + 128 * 7 * 7 * 2048 + 2048 * 100, 4),
+    "fashion-mnist": (conv(1, 128) + conv(128, 128) + 6272 * 2048 + 2048 * 100, 4),
+    "cifar10": (conv(3, 256) + 5 * conv(256, 256) + 16384 * 2048 + 2048 * 100, 8),
+    "nmnist": (conv(2, 128) + conv(128, 128) + 8192 * 2048 + 2048 * 100, 4),
+    "cifar10-dvs": (conv(2, 128) + 3 * conv(128, 128) + 8192 * 2048 + 2048 * 100, 6),
+    "dvs128-gesture": (conv(2, 128) + 4 * conv(128, 128) + 2048 * 512 + 512 * 110, 7),
+}
+
+
+def meta_model(name, **kw):
+    with torch.device("meta"):
+        return create_model(name, backend="torch", **kw)
+
+
+@pytest.mark.parametrize("dataset", list(AUTHORS))
+def test_plif_parameter_count_equals_authors_architecture(dataset):
+    weights, spiking = AUTHORS[dataset]
+    model = meta_model(f"{dataset}-plif")
+    assert sum(p.numel() for p in model.parameters()) == weights + spiking  # one w per PLIF layer
+    assert len(model.spiking_layers()) == spiking
+
+
+@pytest.mark.parametrize("dataset", list(AUTHORS))
+def test_lif_has_no_neuron_parameters(dataset):
+    model = meta_model(f"{dataset}-lif")
+    assert sum(p.numel() for p in model.parameters()) == AUTHORS[dataset][0]
+    assert all(isinstance(m, LIFNode) for _, m in model.spiking_layers())
+
+
+@pytest.mark.parametrize("dataset", list(AUTHORS))
+def test_convs_and_linears_are_bias_free_and_every_conv_has_batchnorm(dataset):
+    model = meta_model(f"{dataset}-plif")
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert len(convs) == len(bns) == sum(PAPER_NETWORKS[dataset].stages)
+    assert all(m.bias is None for m in convs + linears)
+    assert len(linears) == 2
+    assert linears[-1].out_features == PAPER_NETWORKS[dataset].num_classes * 10
+
+
+@pytest.mark.parametrize(
+    "dataset, dropouts", [("mnist", 2), ("fashion-mnist", 2), ("cifar10", 1), ("nmnist", 2),
+                          ("cifar10-dvs", 2), ("dvs128-gesture", 2)],
+)
+def test_number_of_dropouts_follows_authors_code(dataset, dropouts):
+    model = meta_model(f"{dataset}-plif")
+    found = [m for m in model.classifier if isinstance(m, layer.Dropout)]
+    assert len(found) == dropouts and all(m.p == 0.5 for m in found)
+
+
+def test_avgpool_and_tau16_variants_change_only_pooling_and_tau():
+    from plif_zoo.pooling import SpikeAvgPool2d, SpikeMaxPool2d
+
+    avg = meta_model("cifar10-plif-avgpool")
+    assert any(isinstance(m, SpikeAvgPool2d) for m in avg.modules())
+    assert not any(isinstance(m, SpikeMaxPool2d) for m in avg.modules())
+    tau16 = create_model("fashion-mnist-plif-tau16", backend="torch")
+    assert all(abs(t - 16.0) < 1e-4 for t in tau16.taus().values())
+    lif16 = create_model("fashion-mnist-lif-tau16", backend="torch")
+    assert set(lif16.taus().values()) == {16.0}
+
+
+@pytest.mark.parametrize(
+    "name, shape",
+    [
+        ("fashion-mnist-plif", (2, 1, 28, 28)),
+        ("mnist-lif", (2, 1, 28, 28)),
+        ("cifar10-plif", (1, 3, 32, 32)),
+        ("nmnist-plif", (2, 2, 2, 34, 34)),
+        ("cifar10-dvs-plif", (1, 1, 2, 128, 128)),
+        ("dvs128-gesture-plif", (1, 2, 2, 128, 128)),
+    ],
+)
+def test_output_is_class_rates_for_each_input_kind(name, shape):
+    model = create_model(name, T=2, backend="torch").eval()
+    x = torch.rand(shape) * (1.0 if len(shape) == 4 else 3.0)
+    with torch.no_grad():
+        rates = model(x)
+    assert rates.shape == (shape[0], model.num_classes)
+    assert rates.min() >= 0 and rates.max() <= 1
+
+
+def _record_T(model):
+    seen = []
+    node = model.spiking_layers()[0][1]
+    node.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[0]))
+    return seen
+
+
+def test_static_model_default_T_is_papers_and_can_be_overridden():
+    model = create_model("fashion-mnist-plif", backend="torch").eval()
+    assert model.T == 8
+    seen = _record_T(model)
+    with torch.no_grad():
+        model(torch.rand(1, 1, 28, 28))
+        model.T = 3
+        model(torch.rand(1, 1, 28, 28))
+    assert seen == [8, 3]
+    assert create_model("fashion-mnist-plif", T=5).T == 5
+    with pytest.raises(ValueError, match="T must be a positive int"):
+        model.T = 0
+
+
+def test_event_model_takes_T_from_the_number_of_frames():
+    model = create_model("nmnist-plif", backend="torch").eval()
+    assert model.T == 10
+    seen = _record_T(model)
+    with torch.no_grad():
+        model(torch.rand(1, 3, 2, 34, 34))
+    assert seen == [3]
+
+
+def test_static_encoder_runs_once_on_N_images_not_T_times():
+    model = create_model("fashion-mnist-plif", T=4, backend="torch").train()
+    calls = []
+    model.features[0].conv.register_forward_hook(lambda m, i, o: calls.append(i[0].shape))
+    model(torch.rand(2, 1, 28, 28))
+    assert calls == [torch.Size([2, 1, 28, 28])]
+
+
+def test_normalisation_is_inside_the_model():
+    model = create_model("fashion-mnist-plif", backend="torch")
+    enc: Encoder = model.features[0]
+    assert torch.allclose(enc.mean.flatten(), torch.tensor([0.2860]))
+    assert torch.allclose(enc.std.flatten(), torch.tensor([0.3530]))
+    assert "features.0.mean" not in model.state_dict()  # from the config, not the weights
+
+
+def test_dropout_keeps_one_mask_per_sample_for_all_steps():
+    model = create_model("fashion-mnist-plif", T=3, backend="torch").train()
+    model(torch.rand(2, 1, 28, 28))
+    masks = [m.mask for m in model.classifier if isinstance(m, layer.Dropout)]
+    assert [tuple(m.shape) for m in masks] == [(2, 6272), (2, 2048)]
+
+
+def test_every_forward_starts_from_a_fresh_state():
+    model = create_model("fashion-mnist-plif", T=2, backend="torch").eval()
+    for _, node in model.spiking_layers():  # make the layers fire so the state matters
+        if isinstance(node, PLIFNode):
+            node.v_threshold = 0.05
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        first = model(x)
+        model(torch.rand(1, 1, 28, 28))  # another batch size: stale state would not even fit
+        second = model(x)
+    assert first.sum() > 0
+    assert torch.equal(first, second)
+
+
+def test_backend_passes_through_to_every_node_and_pool():
+    model = create_model("nmnist-plif", backend="torch")
+    layers = [m for m in model.modules() if hasattr(m, "backend") and not isinstance(m, nn.Sequential)]
+    assert len(layers) == 4 + 2  # spiking layers + poolings
+    assert {m.backend for m in layers} == {"torch"}
+    model.set_backend("auto")
+    assert {m.backend for m in layers} == {"auto"}
+    with pytest.raises(ValueError, match="unknown backend"):
+        model.set_backend("tpu")
+
+
+def test_reset_classifier_replaces_only_the_output_layer():
+    model = create_model("fashion-mnist-plif", T=2, backend="torch").eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    changed = model.reset_classifier(4)
+    after = model.state_dict()
+    assert changed == ["classifier.5.weight"]
+    assert after["classifier.5.weight"].shape == (40, 2048)
+    assert all(torch.equal(before[k], after[k]) for k in before if k not in changed)
+    assert model(torch.rand(1, 1, 28, 28)).shape == (1, 4)
+    assert model.config.num_classes == 4
+
+
+def test_features_and_classifier_split_the_parameters():
+    model = create_model("cifar10-plif", backend="torch")
+    n = sum(p.numel() for p in model.parameters())
+    split = sum(p.numel() for p in model.features.parameters()) + sum(
+        p.numel() for p in model.classifier.parameters()
+    )
+    assert n == split
+    assert not any(isinstance(m, nn.Linear) for m in model.features.modules())
+
+
+def test_wrong_input_shape_says_what_was_expected():
+    model = create_model("fashion-mnist-plif", backend="torch")
+    with pytest.raises(ValueError, match=r"expected \[N, 1, 28, 28\]"):
+        model(torch.rand(2, 3, 28, 28))
+    with pytest.raises(TypeError, match="floating-point"):
+        model(torch.zeros(1, 1, 28, 28, dtype=torch.uint8))
+    events = create_model("nmnist-plif", backend="torch")
+    with pytest.raises(ValueError, match=r"\[N, T, 2, 34, 34\]"):
+        events(torch.rand(1, 2, 34, 34))
+
+
+def test_config_round_trips_through_a_dict_and_rebuilds_the_model():
+    cfg = PAPER_NETWORKS["dvs128-gesture"].replace(neuron="lif", init_tau=16.0, T=7)
+    again = NetworkConfig.from_dict(cfg.to_dict())
+    assert again == cfg
+    with torch.device("meta"):
+        model = SpikingConvNet(again)
+    assert model.config == cfg and model.T == 7
+    with pytest.raises(ValueError, match="unknown network config keys"):
+        NetworkConfig.from_dict({**cfg.to_dict(), "colour": 1})
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [({"neuron": "izhikevich"}, "neuron must be one of"), ({"pooling": "min"}, "pooling"),
+     ({"fc_dropout": (True,)}, "one flag per FC layer"), ({"T": 0}, "T must be a positive int")],
+)
+def test_invalid_config_is_rejected_with_a_reason(change, message):
+    with pytest.raises(ValueError, match=message):
+        PAPER_NETWORKS["mnist"].replace(**change)
