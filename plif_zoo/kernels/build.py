@@ -1,0 +1,210 @@
+"""Compiling the .cu sources with NVRTC (through ``cuda-bindings``) and loading them into CuPy.
+
+The same :func:`compile_cubin` serves two callers: ``python -m plif_zoo.kernels
+--compile-only`` (CI, no GPU or driver needed) and the runtime, which compiles once per
+device architecture, caches the cubin on disk and loads it with ``cupy.RawModule``.
+Every kernel is an ``extern "C"`` entry named ``{kind}_{dtype}_{variant}``; the lists
+below are the single source of the names the launchers use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+KERNEL_DIR = Path(__file__).resolve().parent
+DTYPE_NAMES = ("f32", "f16", "bf16")
+
+# source file -> (kind, variant) pairs; each pair exists once per dtype.
+_ENTRIES: dict[str, tuple[tuple[str, str], ...]] = {
+    "max_pool.cu": tuple(
+        (kind, variant)
+        for kind in ("max_pool_forward", "max_pool_backward")
+        for variant in ("any", "k2")
+    ),
+    "neuron.cu": tuple(
+        (kind, variant)
+        for kind in ("neuron_forward", "neuron_backward")
+        for variant in ("v1", "v4")
+    ),
+}
+# dtype-independent entries
+_PLAIN_ENTRIES: dict[str, tuple[str, ...]] = {"neuron.cu": ("sum_partials",)}
+
+
+def sources() -> tuple[str, ...]:
+    """The .cu files that hold kernels."""
+    return tuple(_ENTRIES)
+
+
+def entry_name(kind: str, dtype: str, variant: str) -> str:
+    return f"{kind}_{dtype}_{variant}"
+
+
+def entry_names(source: str) -> list[str]:
+    """Every kernel entry that ``source`` must define."""
+    names = [
+        entry_name(kind, dtype, variant)
+        for kind, variant in _ENTRIES[source]
+        for dtype in DTYPE_NAMES
+    ]
+    return names + list(_PLAIN_ENTRIES.get(source, ()))
+
+
+def cuda_include_dir() -> str:
+    """The folder holding cuda_fp16.h / cuda_bf16.h (pip wheel, CUDA_PATH or /usr/local/cuda)."""
+    try:
+        from cuda.pathfinder import find_nvidia_header_directory
+
+        found = find_nvidia_header_directory("cudart")
+    except Exception:  # old or missing cuda-pathfinder: try the usual places below
+        found = None
+    candidates = [found] if found else []
+    for var in ("CUDA_PATH", "CUDA_HOME"):
+        if os.environ.get(var):
+            candidates.append(os.path.join(os.environ[var], "include"))
+    candidates.append("/usr/local/cuda/include")
+    for folder in candidates:
+        if folder and os.path.isfile(os.path.join(folder, "cuda_fp16.h")):
+            return folder
+    raise RuntimeError(
+        "cannot find the CUDA headers (cuda_fp16.h); install them with "
+        "`pip install nvidia-cuda-runtime` or set CUDA_PATH to a CUDA toolkit"
+    )
+
+
+def compile_options(arch: str) -> list[str]:
+    """NVRTC options; ``arch`` like ``sm_90``. No fast math: results must match torch's."""
+    if not re.fullmatch(r"sm_\d{2,3}[af]?", arch):
+        raise ValueError(f"arch must look like 'sm_80' or 'sm_90', got {arch!r}")
+    return [
+        f"--gpu-architecture={arch}",
+        "-std=c++17",
+        "--fmad=false",  # neuron_math.h follows torch's operation order: no contraction
+        "--ptxas-options=-v",
+        f"-I{KERNEL_DIR}",
+        f"-I{cuda_include_dir()}",
+    ]
+
+
+def source_digest() -> str:
+    """Hash of every kernel source and header: a changed header invalidates cached cubins."""
+    h = hashlib.sha256()
+    for path in sorted(KERNEL_DIR.iterdir()):
+        if path.suffix in (".cu", ".cuh", ".h"):
+            h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+class CompileError(RuntimeError):
+    """NVRTC rejected a source; the message holds its log."""
+
+
+def _nvrtc():
+    try:
+        from cuda.bindings import nvrtc
+    except ImportError as err:
+        raise RuntimeError(
+            "compiling the CUDA kernels needs NVRTC through cuda-bindings: "
+            "`pip install cuda-bindings nvidia-cuda-nvrtc`"
+        ) from err
+    return nvrtc
+
+
+def _check(result, what: str):
+    err, *rest = result if isinstance(result, tuple) else (result,)
+    if int(err) != 0:
+        raise CompileError(f"NVRTC {what} failed: {err!r}")
+    return rest[0] if len(rest) == 1 else rest
+
+
+def nvrtc_version() -> str:
+    major, minor = _check(_nvrtc().nvrtcVersion(), "nvrtcVersion")
+    return f"{major}.{minor}"
+
+
+def compile_cubin(source: str, arch: str) -> tuple[bytes, str]:
+    """Compile ``source`` (a file name in this folder) for ``arch``; returns (cubin, log)."""
+    nvrtc = _nvrtc()
+    text = (KERNEL_DIR / source).read_bytes()
+    prog = _check(nvrtc.nvrtcCreateProgram(text, source.encode(), 0, [], []), "create")
+    try:
+        opts = [o.encode() for o in compile_options(arch)]
+        (status,) = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
+        size = _check(nvrtc.nvrtcGetProgramLogSize(prog), "log size")
+        log = b" " * size
+        _check(nvrtc.nvrtcGetProgramLog(prog, log), "log")
+        log_text = log.rstrip(b"\0 ").decode(errors="replace")
+        if int(status) != 0:
+            raise CompileError(f"{source} does not compile for {arch}:\n{log_text}")
+        size = _check(nvrtc.nvrtcGetCUBINSize(prog), "cubin size")
+        cubin = b" " * size
+        _check(nvrtc.nvrtcGetCUBIN(prog, cubin), "cubin")
+        return cubin, log_text
+    finally:
+        nvrtc.nvrtcDestroyProgram(prog)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """ptxas's resource report for one kernel entry."""
+
+    registers: int
+    spill_stores: int
+    spill_loads: int
+    stack_bytes: int
+
+
+def parse_ptxas_log(log: str) -> dict[str, Usage]:
+    """Kernel name -> Usage, from the ``--ptxas-options=-v`` part of an NVRTC log."""
+    usages: dict[str, Usage] = {}
+    current = None
+    frame = (0, 0, 0)
+    for line in log.splitlines():
+        m = re.search(r"Compiling entry function '([^']+)'", line)
+        if m:
+            current, frame = m.group(1), (0, 0, 0)
+            continue
+        m = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", line)
+        if m and current:
+            frame = tuple(int(g) for g in m.groups())
+            continue
+        m = re.search(r"Used (\d+) registers", line)
+        if m and current:
+            usages[current] = Usage(int(m.group(1)), frame[1], frame[2], frame[0])
+            current = None
+    return usages
+
+
+def cache_dir() -> Path:
+    """Where compiled cubins live: $PLIF_ZOO_CACHE or ~/.cache/plif_zoo/kernels."""
+    root = os.environ.get("PLIF_ZOO_CACHE")
+    if root:
+        return Path(root)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "plif_zoo" / "kernels"
+
+
+def cached_cubin(source: str, arch: str) -> Path:
+    """The cubin of ``source`` for ``arch``, compiled on first use and cached on disk."""
+    key = hashlib.sha256(
+        "\0".join([source_digest(), arch, nvrtc_version(), *compile_options(arch)]).encode()
+    ).hexdigest()[:24]
+    path = cache_dir() / f"{Path(source).stem}-{arch}-{key}.cubin"
+    if not path.is_file():
+        cubin, _ = compile_cubin(source, arch)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(cubin)
+            os.replace(tmp, path)  # concurrent writers race harmlessly to identical files
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+    return path
