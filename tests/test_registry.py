@@ -1,0 +1,198 @@
+"""Registry ids, metadata, load/create_model and model folders (save_pretrained, local weights)."""
+
+import json
+import warnings
+
+import pytest
+import torch
+
+import plif_zoo
+from plif_zoo import hub, registry
+from plif_zoo.hub import ChecksumError
+from plif_zoo.registry import NoPretrainedWeightsError, UnknownModelError
+
+DATASETS = ["mnist", "fashion-mnist", "cifar10", "nmnist", "cifar10-dvs", "dvs128-gesture"]
+VARIANTS = ["plif", "lif", "plif-tau16", "lif-tau16", "plif-avgpool"]
+
+
+@pytest.fixture
+def no_local_weights(monkeypatch, tmp_path):
+    """Point weight lookup at an empty folder so a repository weights/ folder does not interfere."""
+    empty = tmp_path / "no-weights"
+    empty.mkdir()
+    monkeypatch.setattr(registry, "weights_dirs", lambda: [empty])
+    return empty
+
+
+def test_every_dataset_has_the_papers_variants():
+    ids = plif_zoo.list_models()
+    for dataset in DATASETS:
+        for variant in VARIANTS:
+            assert f"{dataset}-{variant}" in ids
+
+
+def test_list_models_matches_shell_wildcards():
+    assert plif_zoo.list_models("cifar10-dvs-*") == sorted(f"cifar10-dvs-{v}" for v in
+                                                            VARIANTS + ["lif-avgpool"])
+    assert plif_zoo.list_models("*-tau16") == sorted(f"{d}-{n}-tau16" for d in DATASETS for n in ("plif", "lif"))
+    assert plif_zoo.list_models("nothing*") == []
+
+
+def test_list_pretrained_is_empty_until_weights_exist(no_local_weights):
+    assert plif_zoo.list_models(pretrained=True) == [
+        i for i in plif_zoo.list_models() if registry.model_info(i).weights is not None
+    ]
+
+
+def test_model_info_holds_everything_known():
+    info = plif_zoo.model_info("cifar10-dvs-plif")
+    assert info.dataset == "cifar10-dvs"
+    assert info.input_shape == (20, 2, 128, 128) and info.T == 20
+    assert info.num_classes == 10 and info.label_names[0] == "airplane"
+    assert (info.neuron, info.init_tau, info.pooling) == ("plif", 2.0, "max")
+    assert (info.paper_accuracy_a, info.paper_accuracy_b) == (74.80, 69.00)
+    assert info.num_params == sum(p.numel() for p in _meta("cifar10-dvs-plif").parameters())
+    row = info.as_dict()
+    for key in ("hf_repo", "revision", "filename", "sha256", "license", "accuracy",
+                "accuracy_protocol", "label_names", "num_params"):
+        assert key in row
+    json.dumps(row)
+
+
+@pytest.mark.parametrize(
+    "model_id, a, source",
+    [("fashion-mnist-lif", 94.17, "Table 4"), ("cifar10-lif-tau16", 47.50, "Table 4"),
+     ("dvs128-gesture-plif-tau16", 92.01, "Table 4"), ("cifar10-dvs-plif-avgpool", 72.70, "Table 5"),
+     ("mnist-lif", None, None)],
+)
+def test_ablation_accuracies_come_from_tables_4_and_5(model_id, a, source):
+    info = plif_zoo.model_info(model_id)
+    assert (info.paper_accuracy_a, info.paper_accuracy_b, info.paper_source) == (a, None, source)
+
+
+def test_dvs128_gesture_has_eleven_labels():
+    info = plif_zoo.model_info("dvs128-gesture-lif")
+    assert info.num_classes == len(info.label_names) == 11
+
+
+def _meta(name):
+    with torch.device("meta"):
+        return plif_zoo.create_model(name)
+
+
+def test_unknown_id_lists_close_matches():
+    with pytest.raises(UnknownModelError, match="did you mean fashion-mnist-plif"):
+        plif_zoo.model_info("fashion-mnist-plfi")
+    with pytest.raises(KeyError):
+        plif_zoo.load("cifar100-plif", pretrained=False)
+
+
+@pytest.mark.parametrize("bad", ["../cifar10-plif", "cifar10/plif", "CIFAR10-PLIF", ""])
+def test_ids_with_path_parts_are_rejected(bad):
+    with pytest.raises(ValueError, match="invalid model id"):
+        plif_zoo.load(bad)
+
+
+@pytest.mark.parametrize("bad", ["hf-hub:../x", "hf-hub:org/../x", "hf-hub:a/b/c", "hf-hub:org/name@../../x",
+                                 "hf-hub:org--x/y"])
+def test_hub_names_with_path_traversal_are_rejected(bad):
+    with pytest.raises(ValueError, match="invalid"):
+        plif_zoo.load(bad)
+
+
+def test_no_published_weights_says_so_and_shows_pretrained_false(no_local_weights):
+    with pytest.raises(NoPretrainedWeightsError, match=r"pretrained=False"):
+        plif_zoo.load("cifar10-lif-tau16")
+
+
+def test_create_model_equals_load_without_weights():
+    torch.manual_seed(0)
+    a = plif_zoo.create_model("mnist-plif", T=3, num_classes=7)
+    torch.manual_seed(0)
+    b = plif_zoo.load("mnist-plif", pretrained=False, T=3, num_classes=7)
+    assert a.config == b.config and a.T == 3 and a.num_classes == 7
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+
+
+def test_untrained_models_accept_architecture_changes_pretrained_do_not():
+    model = plif_zoo.create_model("fashion-mnist-plif", init_tau=4.0)
+    assert all(abs(t - 4.0) < 1e-4 for t in model.taus().values())
+    with pytest.raises(TypeError, match="unknown arguments"):
+        plif_zoo.create_model("fashion-mnist-plif", colour="red")
+    with pytest.raises(TypeError, match="pretrained=False"):
+        plif_zoo.load("fashion-mnist-plif", init_tau=4.0)
+
+
+def _saved(tmp_path, name="fashion-mnist-plif", **card):
+    torch.manual_seed(1)
+    model = plif_zoo.create_model(name, T=2, backend="torch")
+    folder = plif_zoo.save_pretrained(model, tmp_path / name, model_id=name, **card)
+    return model.eval(), folder
+
+
+def test_save_pretrained_writes_a_hub_model_folder(tmp_path):
+    model, folder = _saved(tmp_path, metrics={"accuracy_b": 91.5}, hardware="2-core CPU",
+                           protocol="accuracy-B")
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    config = json.loads((folder / "config.json").read_text())
+    assert config["files"]["model.safetensors"]["sha256"] == hub.sha256_file(folder / "model.safetensors")
+    assert config["architecture"]["T"] == 2
+    assert config["card"]["metrics"] == {"accuracy_b": 91.5}
+    assert set(config["card"]["taus"]) == {n for n, _ in model.spiking_layers()}
+    assert config["card"]["label_names"][0] == "T-shirt/top"
+    card = (folder / "README.md").read_text()
+    assert card.startswith("---\n") and "model-index:" in card and "value: 91.5" in card
+    assert b"pickle" not in (folder / "model.safetensors").read_bytes()[:200]
+
+
+def test_save_pretrained_rejects_non_json_card_fields(tmp_path):
+    model = plif_zoo.create_model("mnist-lif", T=1)
+    with pytest.raises(TypeError, match="JSON-serialisable"):
+        plif_zoo.save_pretrained(model, tmp_path, recipe=object())
+    with pytest.raises(TypeError, match="metrics must be a dict"):
+        plif_zoo.save_pretrained(model, tmp_path, metrics=[93.0])
+
+
+def test_local_dir_loads_the_same_model(tmp_path):
+    model, folder = _saved(tmp_path)
+    again = plif_zoo.load(f"local-dir:{folder}", backend="torch").eval()
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(model(x), again(x))
+    assert again.T == 2
+
+
+def test_registry_id_loads_from_plif_zoo_weights_folder(tmp_path, monkeypatch):
+    model, folder = _saved(tmp_path)
+    monkeypatch.setenv("PLIF_ZOO_WEIGHTS", str(tmp_path))
+    assert registry.weights_dirs()[0] == tmp_path
+    assert "fashion-mnist-plif" in plif_zoo.list_models(pretrained=True)
+    again = plif_zoo.load("fashion-mnist-plif", T=4, backend="torch")
+    assert again.T == 4
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True))
+
+
+def test_tampered_local_weights_fail_the_checksum(tmp_path):
+    _, folder = _saved(tmp_path)
+    data = bytearray((folder / "model.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (folder / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ChecksumError, match="model.safetensors"):
+        plif_zoo.load(f"local-dir:{folder}")
+
+
+def test_new_class_count_rebuilds_only_the_output_layer(tmp_path):
+    model, folder = _saved(tmp_path)
+    with pytest.warns(UserWarning, match="classifier.5.weight"):
+        tuned = plif_zoo.load(f"local-dir:{folder}", num_classes=3, backend="torch")
+    kept = {k: v for k, v in tuned.state_dict().items() if k != "classifier.5.weight"}
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in kept.items())
+    assert tuned.num_classes == 3 and tuned(torch.rand(1, 1, 28, 28)).shape == (1, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plif_zoo.load(f"local-dir:{folder}", num_classes=10)
+
+
+def test_folder_without_config_says_what_a_model_folder_holds(tmp_path):
+    with pytest.raises(FileNotFoundError, match="save_pretrained"):
+        plif_zoo.load(f"local-dir:{tmp_path}")
