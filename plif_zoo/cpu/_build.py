@@ -1,0 +1,119 @@
+"""Compile the CPU kernels once per machine with a C++ compiler and load them with ctypes.
+
+The shared library is cached under ``$PLIF_ZOO_CACHE`` (default ``~/.cache/plif_zoo``), named
+by a hash of the sources, the flags and the compiler's version, and written under a temporary
+name then renamed, so concurrent processes never load a half-written file.
+``$PLIF_ZOO_CXX`` picks the compiler (default ``g++``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+SOURCES = (_HERE / "neuron.cpp", _HERE / "pool.cpp")
+HEADERS = (_HERE.parent / "kernels" / "neuron_math.h",)
+# No -ffast-math and no fp contraction: the kernels must round exactly like torch does.
+FLAGS = ("-O3", "-std=c++17", "-fopenmp", "-shared", "-fPIC", "-ffp-contract=off")
+
+_lock = threading.Lock()
+_state: dict[str, object] = {}  # "lib" (ctypes.CDLL) or "error" (str), set once
+
+
+class BuildError(RuntimeError):
+    """The CPU kernels could not be compiled or loaded."""
+
+
+def compiler() -> str:
+    return os.environ.get("PLIF_ZOO_CXX", "g++")
+
+
+def cache_dir() -> Path:
+    if os.environ.get("PLIF_ZOO_CACHE"):
+        return Path(os.environ["PLIF_ZOO_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "plif_zoo"
+
+
+def library() -> ctypes.CDLL | None:
+    """The loaded kernels, compiling them on first use; None if that failed (see ``error``)."""
+    with _lock:
+        if not _state:
+            try:
+                _state["lib"] = _declare(ctypes.CDLL(str(_build())))
+            except (BuildError, OSError) as err:
+                _state["error"] = str(err)
+        return _state.get("lib")
+
+
+def error() -> str:
+    """Why ``library()`` returned None ('' when it did not)."""
+    library()
+    return str(_state.get("error", ""))
+
+
+def _build() -> Path:
+    cxx = shutil.which(compiler())
+    if cxx is None:
+        raise BuildError(
+            f"C++ compiler {compiler()!r} not found; install g++ (e.g. apt-get install g++) "
+            f"or point PLIF_ZOO_CXX at one"
+        )
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
+    digest = hashlib.sha256()
+    for part in (cxx, version, platform.machine(), " ".join(FLAGS)):
+        digest.update(part.encode() + b"\0")
+    for path in SOURCES + HEADERS:
+        digest.update(path.read_bytes() + b"\0")
+    out_dir = cache_dir()
+    target = out_dir / f"plif_zoo_cpu_{digest.hexdigest()[:20]}.so"
+    if target.exists():
+        return target
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=target.stem + ".", suffix=".tmp", dir=out_dir)
+        os.close(fd)
+    except OSError as err:
+        raise BuildError(
+            f"cannot write the compiled kernels to {out_dir} ({err}); set PLIF_ZOO_CACHE "
+            f"to a writable folder"
+        ) from err
+    try:
+        cmd = [cxx, *FLAGS, "-I", str(HEADERS[0].parent), *map(str, SOURCES), "-o", tmp]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            tail = " | ".join(done.stderr.strip().splitlines()[-3:])
+            raise BuildError(f"{Path(cxx).name} failed to compile the CPU kernels: {tail}")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
+    """Set the C signatures of the exported functions (see neuron.cpp and pool.cpp)."""
+    ptr, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+    for suffix, real in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):
+        params = [real, real, real, i32, i32, i32, i32, i32]  # v_th, v_reset, alpha, ids, threads
+        fwd = getattr(lib, f"plif_forward_{suffix}")
+        fwd.argtypes = [ptr, ptr, real, ptr, ptr, ptr, ptr, i64, i64, *params]
+        fwd.restype = None
+        bwd = getattr(lib, f"plif_backward_{suffix}")
+        bwd.argtypes = [ptr, ptr, ptr, ptr, ptr, real, ptr, ptr, ptr, i64, i64, *params]
+        bwd.restype = i32
+        pool_fwd = getattr(lib, f"plif_pool_forward_{suffix}")
+        pool_fwd.argtypes = [ptr, ptr, ptr, *[i64] * 7, i32]
+        pool_fwd.restype = None
+        pool_bwd = getattr(lib, f"plif_pool_backward_{suffix}")
+        pool_bwd.argtypes = [ptr, ptr, ptr, *[i64] * 7, i32]
+        pool_bwd.restype = None
+    return lib

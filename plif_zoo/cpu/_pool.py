@@ -1,0 +1,81 @@
+"""The compiled spike max-pool as an autograd Function (C code: pool.cpp)."""
+
+from __future__ import annotations
+
+import torch
+
+from . import _build
+
+_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+
+
+class CompiledMaxPool(torch.autograd.Function):
+    """x: [M, H, W] contiguous -> [M, Ho, Wo]; keeps one uint8 window position per output."""
+
+    @staticmethod
+    def forward(ctx, x, kernel, stride):
+        y, arg = _pool_forward(x, kernel, stride, keep_arg=True)
+        ctx.save_for_backward(arg)
+        ctx.geometry = (x.shape, kernel, stride)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        (arg,) = ctx.saved_tensors
+        shape, (kh, kw), (sh, sw) = ctx.geometry
+        grad_y = grad_y.contiguous()
+        grad_x = torch.empty(shape, dtype=grad_y.dtype)
+        getattr(_build.library(), f"plif_pool_backward_{_SUFFIX[grad_y.dtype]}")(
+            grad_y.data_ptr(), arg.data_ptr(), grad_x.data_ptr(), shape[0], shape[1], shape[2],
+            kh, kw, sh, sw, torch.get_num_threads(),
+        )
+        return grad_x, None, None
+
+
+def _pool_forward(x: torch.Tensor, kernel, stride, keep_arg: bool):
+    (kh, kw), (sh, sw) = kernel, stride
+    planes, h, w = x.shape
+    ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
+    y = torch.empty((planes, ho, wo), dtype=x.dtype)
+    arg = torch.empty((planes, ho, wo), dtype=torch.uint8) if keep_arg else None
+    getattr(_build.library(), f"plif_pool_forward_{_SUFFIX[x.dtype]}")(
+        x.data_ptr(), y.data_ptr(), None if arg is None else arg.data_ptr(), planes, h, w,
+        kh, kw, sh, sw, torch.get_num_threads(),
+    )
+    return y, arg
+
+
+def _pair(v, name: str) -> tuple[int, int]:
+    pair = (v, v) if isinstance(v, int) else tuple(v)
+    if len(pair) != 2 or not all(isinstance(p, int) and p > 0 for p in pair):
+        raise ValueError(f"{name} must be a positive int or a pair of them, got {v!r}")
+    return pair
+
+
+def max_pool_multi_step(x_seq: torch.Tensor, kernel_size, stride) -> torch.Tensor:
+    """Max-pool ``x_seq: [..., C, H, W]`` (e.g. [T, N, C, H, W]) -> [..., C, Ho, Wo], floor mode.
+
+    The gradient goes to the first maximal element of each window, as in nn.MaxPool2d.
+    """
+    kernel, stride = _pair(kernel_size, "kernel_size"), _pair(stride, "stride")
+    if x_seq.device.type != "cpu":
+        raise ValueError(f"backend='cpu' needs CPU tensors, got {x_seq.device}; use backend='auto'")
+    if x_seq.dim() < 3:
+        raise ValueError(f"max-pooling needs [..., H, W] input, got shape {tuple(x_seq.shape)}")
+    if kernel[0] * kernel[1] > 256:
+        raise ValueError(
+            f"backend='cpu' max-pools windows of at most 256 elements, got kernel_size {kernel}; "
+            f"use backend='torch'"
+        )
+    h, w = x_seq.shape[-2:]
+    if h < kernel[0] or w < kernel[1]:
+        raise ValueError(f"input {h}x{w} is smaller than the pooling window {kernel}")
+    compute = torch.promote_types(x_seq.dtype, torch.float32)
+    if compute not in _SUFFIX:
+        raise TypeError(f"backend='cpu' needs real floating-point input, got {x_seq.dtype}")
+    x = x_seq.to(compute).reshape(-1, h, w).contiguous()
+    if torch.is_grad_enabled() and x.requires_grad:
+        y = CompiledMaxPool.apply(x, kernel, stride)
+    else:
+        y, _ = _pool_forward(x, kernel, stride, keep_arg=False)
+    return y.reshape(*x_seq.shape[:-2], *y.shape[-2:]).to(x_seq.dtype)
