@@ -9,11 +9,53 @@ import argparse
 import sys
 
 
+def _recipe_args(p: argparse.ArgumentParser) -> None:
+    """Training-recipe flags shared by ``train`` and ``finetune``; unset flags keep the config's value."""
+    p.add_argument("--data-dir", help="folder of the dataset's original files")
+    p.add_argument("--dataset", help="dataset name (default: the model's) or 'imagefolder'")
+    p.add_argument("--out", help="run folder (default: runs/MODEL)")
+    p.add_argument("--epochs", type=int, help="epochs (recipe: 1024)")
+    p.add_argument("--batch-size", type=int, help="batch size per process (recipe: 16)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (recipe: 1e-3)")
+    p.add_argument("--t-max", type=int, help="CosineAnnealingLR period in epochs (recipe: 64)")
+    p.add_argument("--seed", type=int, help="seed (recipe: 2020)")
+    p.add_argument("--T", type=int, help="time steps (default: the model's)")
+    p.add_argument("--val-fraction", type=float, help="accuracy-B hold-out per class (default 0.15; 0: train on all)")
+    p.add_argument("--max-train-samples", type=int, help="train on a seeded random subset of N images")
+    p.add_argument("--max-eval-samples", type=int, help="evaluate on the first N validation and test images")
+    p.add_argument("--eval-batch-size", type=int, help="batch size of the per-epoch evaluation (default 64)")
+    p.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps inside an epoch")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
+    p.add_argument("--amp", action="store_true", default=None, help="mixed precision (bf16 on CPU, fp16 on CUDA)")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--num-workers", type=int, help="DataLoader workers (default 0)")
+    p.add_argument("--backend", help="neuron backend: auto, torch, cpu, cupy")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+
+
+def _recipe_overrides(args: argparse.Namespace) -> dict:
+    keys = ("data_dir", "dataset", "out", "epochs", "batch_size", "lr", "t_max", "seed", "T",
+            "val_fraction", "max_train_samples", "max_eval_samples", "eval_batch_size",
+            "checkpoint_every", "device", "amp", "threads", "num_workers", "backend")
+    return {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .training import train
+
+    result = train(args.model, resume=args.resume, **_recipe_overrides(args))
+    return 3 if result.get("stopped") else 0
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="plif-zoo", description="PLIF spiking neural networks: model zoo, evaluation, training"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    p = sub.add_parser("train", help="train a model with the paper's recipe (DDP: torchrun --no-python plif-zoo train ...)")
+    p.add_argument("model", metavar="MODEL_OR_CONFIG", help="registry id (configs/ID.yaml applies) or a YAML config")
+    _recipe_args(p)
+    p.set_defaults(func=cmd_train)
     del sub  # commands are added below this line, one block each
     return parser
 
