@@ -14,8 +14,9 @@ import time
 from . import build
 
 
-def compile_all(archs: list[str], out=sys.stdout) -> int:
+def compile_all(archs: list[str], out=None) -> int:
     """Compile every source for every arch; print a line per entry; return the failure count."""
+    out = out or sys.stdout
     failures = 0
     for arch in archs:
         for source in build.sources():

@@ -1,0 +1,242 @@
+"""The CuPy backend without a GPU: every kernel compiles, the kernels' per-thread bodies run on
+the host against the torch reference, and the backend reports itself unavailable clearly."""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from spikingjelly.activation_based import surrogate
+
+from plif_zoo import PLIFNode, SpikeMaxPool2d, kernels
+from plif_zoo.kernels import __main__ as compile_tool
+from plif_zoo.kernels import build
+from plif_zoo.kernels.spec import surrogate_spec
+from plif_zoo.neurons import NeuronConfig, multi_step
+
+HARNESS = Path(__file__).with_name("kernel_host_harness.cu")
+DTYPE_IDS = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
+
+
+def test_compile_only_builds_and_reports_every_variant(capsys):
+    assert compile_tool.main(["--compile-only", "--arch", "sm_90"]) == 0
+    out = capsys.readouterr().out
+    for source in build.sources():
+        for name in build.entry_names(source):
+            line = next((ln for ln in out.splitlines() if f" {name} " in ln), None)
+            assert line is not None, f"{name} not reported"
+            assert line.startswith("ok") and "sm_90" in line and "registers" in line
+            assert "spill stores 0 B" in line
+
+
+def test_every_dtype_and_kind_has_a_variant():
+    names = [n for s in build.sources() for n in build.entry_names(s)]
+    for kind in ("neuron_forward", "neuron_backward", "max_pool_forward", "max_pool_backward"):
+        for dtype in build.DTYPE_NAMES:
+            assert any(n.startswith(f"{kind}_{dtype}_") for n in names)
+
+
+def test_compile_only_rejects_a_bad_arch(capsys):
+    assert compile_tool.main(["--compile-only", "--arch", "ampere"]) == 2
+    assert "sm_80" in capsys.readouterr().err
+
+
+def test_a_source_that_does_not_compile_is_reported_with_its_log(tmp_path, monkeypatch):
+    for path in build.KERNEL_DIR.iterdir():
+        if path.suffix in (".cuh", ".h"):
+            shutil.copy(path, tmp_path)
+    (tmp_path / "neuron.cu").write_text('#include "dtypes.cuh"\nextern "C" __global__ void k() { undefined_call(); }\n')
+    monkeypatch.setattr(build, "KERNEL_DIR", tmp_path)
+    with pytest.raises(build.CompileError, match="undefined_call"):
+        build.compile_cubin("neuron.cu", "sm_80")
+
+
+def test_ptxas_log_is_parsed_per_entry():
+    log = (
+        "ptxas info    : Compiling entry function 'a' for 'sm_90'\n"
+        "ptxas info    : Function properties for a\n"
+        "ptxas         .     8 bytes stack frame, 4 bytes spill stores, 12 bytes spill loads\n"
+        "ptxas info    : Used 40 registers, used 1 barriers\n"
+        "ptxas info    : Compiling entry function 'b' for 'sm_90'\n"
+        "ptxas info    : Used 10 registers, used 0 barriers\n"
+    )
+    usages = build.parse_ptxas_log(log)
+    assert usages["a"] == build.Usage(40, 4, 12, 8)
+    assert usages["b"] == build.Usage(10, 0, 0, 0)
+
+
+def test_cubin_cache_is_written_once_and_reused(tmp_path, monkeypatch):
+    monkeypatch.setenv("PLIF_ZOO_CACHE", str(tmp_path))
+    path = build.cached_cubin("max_pool.cu", "sm_80")
+    assert path.parent == tmp_path and path.stat().st_size > 0
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary left behind
+    stamp = path.stat().st_mtime_ns
+    assert build.cached_cubin("max_pool.cu", "sm_80") == path
+    assert path.stat().st_mtime_ns == stamp
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_backend_reports_unavailable_with_a_reason():
+    assert kernels.available() is False
+    assert kernels.why_unavailable()
+
+
+def test_cupy_backend_on_a_cpu_tensor_is_a_clear_error():
+    with pytest.raises(ValueError, match="CUDA"):
+        PLIFNode(backend="cupy")(torch.rand(2, 3, 4))
+    with pytest.raises(ValueError, match="CUDA"):
+        SpikeMaxPool2d(2, backend="cupy")(torch.rand(2, 1, 1, 4, 4))
+
+
+def test_supports_exactly_the_surrogates_with_a_kernel_id():
+    cfg = NeuronConfig(True, 1.0, 0.0, True, surrogate.ATan(alpha=2.0), False)
+    assert kernels.supports(cfg)
+    assert not kernels.supports(cfg._replace(surrogate_function=surrogate.QPseudoSpike()))
+
+
+# ---- the kernels' per-thread bodies, run on the host ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory):
+    nvcc = shutil.which("nvcc") or ("/usr/local/bin/nvcc" if Path("/usr/local/bin/nvcc").exists() else None)
+    if nvcc is None:
+        pytest.skip("nvcc is not installed; the host run of the kernel bodies needs it")
+    digest = hashlib.sha256(HARNESS.read_bytes() + build.source_digest().encode()).hexdigest()[:16]
+    lib = tmp_path_factory.mktemp("harness") / f"harness-{digest}.so"
+    subprocess.run(
+        [nvcc, "-x", "cu", "-shared", "-Xcompiler", "-fPIC", "-Xcompiler", "-ffp-contract=off",
+         "-O1", "-arch=sm_80", "--fmad=false", f"-I{build.KERNEL_DIR}", "-o", str(lib), str(HARNESS)],
+        check=True, capture_output=True,
+    )
+    dll = ctypes.CDLL(str(lib))
+    ll, i, f, p = ctypes.c_longlong, ctypes.c_int, ctypes.c_float, ctypes.c_void_p
+    opts = [f, f, f, i, i, i, i, i]
+    dll.host_neuron_forward.argtypes = [i, i, p, p, f, p, p, p, ll, i, *opts]
+    dll.host_neuron_backward.argtypes = [i, i, p, p, p, p, f, p, p, p, ll, i, *opts]
+    dll.host_max_pool.argtypes = [i, i, i, p, p, p, ll, i, i, i, i, i, i]
+    return dll
+
+
+def _ptr(t):
+    return None if t is None else t.data_ptr()
+
+
+def _options(cfg):
+    sg_id, alpha = surrogate_spec(cfg.surrogate_function)
+    hard = cfg.v_reset is not None
+    return (cfg.v_threshold, cfg.v_reset if hard else 0.0, alpha, sg_id, int(hard),
+            int(cfg.decay_input), int(cfg.detach_reset), int(cfg.store_v_seq))
+
+
+def _host_neuron(dll, x, v0, k, cfg, vec, grad_s, grad_v):
+    """Forward and backward through the kernel bodies; returns s, v_out, grad_x, grad_v0, grad_k."""
+    steps, neurons = x.shape[0], x[0].numel()
+    s = torch.empty_like(x)
+    h = torch.empty(x.shape, dtype=torch.float32)
+    v_out = torch.empty(x.shape if cfg.store_v_seq else x.shape[1:], dtype=torch.float32)
+    dt = DTYPE_IDS[x.dtype]
+    assert dll.host_neuron_forward(dt, vec, _ptr(x), _ptr(v0), float(k), _ptr(s), _ptr(h),
+                                   _ptr(v_out), neurons, steps, *_options(cfg)) == 0
+    grad_x = torch.empty_like(x)
+    grad_v0 = torch.empty_like(v0)
+    partials = torch.empty(-(-neurons // vec // 256), dtype=torch.float32)
+    assert dll.host_neuron_backward(dt, vec, _ptr(grad_s), _ptr(grad_v), _ptr(h), _ptr(v0), float(k),
+                                    _ptr(grad_x), _ptr(grad_v0), _ptr(partials), neurons, steps,
+                                    *_options(cfg)) == 0
+    return s, v_out, grad_x, grad_v0, partials.sum()
+
+
+def _torch_neuron(x, v0, k, cfg, grad_s, grad_v):
+    x = x.clone().requires_grad_(True)
+    v0 = v0.clone().requires_grad_(True)
+    k = k.clone().requires_grad_(True)
+    s, v = multi_step(x, v0, k, cfg, backend="torch")
+    loss = (v * grad_v).sum()
+    if grad_s is not None:
+        loss = loss + (s.float() * grad_s.float()).sum()
+    loss.backward()
+    return s.detach(), v.detach(), x.grad, v0.grad, k.grad
+
+
+SURROGATES = [surrogate.ATan(alpha=2.0), surrogate.Sigmoid(alpha=4.0), surrogate.PiecewiseQuadratic(alpha=1.0)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("vec", [1, 4])
+@pytest.mark.parametrize("v_reset", [0.0, None])
+@pytest.mark.parametrize("detach_reset", [True, False])
+@pytest.mark.parametrize("decay_input", [True, False])
+def test_kernel_bodies_match_the_torch_reference(harness, dtype, vec, v_reset, detach_reset, decay_input):
+    gen = torch.Generator().manual_seed(hash((vec, v_reset, detach_reset, decay_input)) % 2**31)
+    steps, shape = 5, (3, 4) if vec == 4 else (7,)
+    x = (torch.randn(steps, *shape, generator=gen) * 1.5 + 0.8).to(dtype)
+    v0 = torch.randn(shape, generator=gen) * 0.3
+    k = torch.tensor(0.4)
+    for sg in SURROGATES:
+        for store_v_seq in (False, True):
+            cfg = NeuronConfig(decay_input, 1.0, v_reset, detach_reset, sg, store_v_seq)
+            v_shape = x.shape if store_v_seq else x.shape[1:]
+            grad_s = torch.randn(x.shape, generator=gen).to(dtype)
+            grad_v = torch.randn(v_shape, generator=gen)
+            got = _host_neuron(harness, x, v0, k, cfg, vec, grad_s, grad_v)
+            want = _torch_neuron(x, v0, k, cfg, grad_s, grad_v)
+            _assert_neuron_close(got, want, dtype)
+
+
+def test_kernel_bodies_without_a_spike_gradient_and_across_blocks(harness):
+    """grad_s = None (only V is used) and more than one block of partial sums of dL/dk."""
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(4, 2 * 256 * 4 + 8, generator=gen) + 0.7
+    v0 = torch.zeros(x.shape[1:])
+    k = torch.tensor(0.5)
+    cfg = NeuronConfig(True, 1.0, 0.0, True, surrogate.ATan(alpha=2.0), False)
+    grad_v = torch.randn(x.shape[1:], generator=gen)
+    for vec in (1, 4):
+        got = _host_neuron(harness, x, v0, k, cfg, vec, None, grad_v)
+        xr, v0r, kr = (t.clone().requires_grad_(True) for t in (x, v0, k))
+        s, v = multi_step(xr, v0r, kr, cfg, backend="torch")
+        (v * grad_v).sum().backward()
+        _assert_neuron_close(got, (s.detach(), v.detach(), xr.grad, v0r.grad, kr.grad), torch.float32)
+
+
+def _assert_neuron_close(got, want, dtype):
+    s, v, gx, gv0, gk = got
+    ws, wv, wgx, wgv0, wgk = want
+    assert torch.equal(s, ws), "spikes differ"
+    torch.testing.assert_close(v, wv, rtol=1e-6, atol=1e-6)
+    tol = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}[dtype]
+    torch.testing.assert_close(gx.float(), wgx.float(), rtol=tol, atol=tol)
+    torch.testing.assert_close(gv0, wgv0, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gk.reshape(()), wgk.reshape(()), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("kernel,hw,k2", [((2, 2), (6, 8), True), ((2, 2), (5, 7), False),
+                                          ((3, 3), (7, 9), False), ((2, 3), (4, 9), False)])
+def test_max_pool_bodies_match_max_pool2d(harness, dtype, kernel, hw, k2):
+    gen = torch.Generator().manual_seed(7)
+    spikes = (torch.rand(6, 3, *hw, generator=gen) < 0.3).float()
+    ties = torch.randint(0, 3, (6, 3, *hw), generator=gen).float()  # many equal maxima
+    for x in (spikes, ties):
+        x = x.to(dtype)
+        H, W = hw
+        Ho, Wo = H // kernel[0], W // kernel[1]
+        y = torch.empty(6, 3, Ho, Wo, dtype=dtype)
+        arg = torch.empty(y.shape, dtype=torch.uint8)
+        args = (y.numel(), H, W, Ho, Wo, *kernel)
+        assert harness.host_max_pool(DTYPE_IDS[dtype], 0, int(k2), _ptr(x), _ptr(arg), _ptr(y), *args) == 0
+        xr = x.float().requires_grad_(True)
+        want = F.max_pool2d(xr, kernel, kernel)
+        assert torch.equal(y.float(), want.detach())
+        grad_y = torch.randn(y.shape, generator=gen).to(dtype)
+        grad_x = torch.zeros_like(x)
+        assert harness.host_max_pool(DTYPE_IDS[dtype], 1, int(k2), _ptr(grad_y), _ptr(arg), _ptr(grad_x), *args) == 0
+        want.backward(grad_y.float())
+        assert torch.equal(grad_x.float(), xr.grad)
