@@ -1,0 +1,202 @@
+"""The CuPy backend against the torch reference on a GPU (skipped without CUDA and cupy)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from spikingjelly.activation_based import functional, surrogate
+
+from plif_zoo import LIFNode, PLIFNode, SpikeMaxPool2d, kernels
+from plif_zoo.neurons import NeuronConfig, multi_step
+from plif_zoo.pooling import max_pool_multi_step
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not kernels.available(), reason=f"cupy backend: {kernels.why_unavailable()}"),
+]
+
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+# one float32 ulp at the gradient's scale for float32; one ulp of the storage type otherwise
+GRAD_TOL = {torch.float32: 2e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
+SURROGATES = [
+    surrogate.ATan(alpha=2.0),
+    surrogate.Sigmoid(alpha=4.0),
+    surrogate.SoftSign(alpha=2.0),
+    surrogate.SuperSpike(alpha=1.0),
+    surrogate.PiecewiseQuadratic(alpha=1.0),
+    surrogate.PiecewiseExp(alpha=2.0),
+    surrogate.Erf(alpha=2.0),
+]
+
+
+def _inputs(shape, dtype, seed=0, contiguous=True):
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    if contiguous:
+        x = torch.randn(shape, device="cuda", generator=gen) * 1.5 + 0.8
+    else:  # same values, laid out as a transposed view of the last two axes
+        x = (torch.randn(*shape[:-2], shape[-1], shape[-2], device="cuda", generator=gen) * 1.5 + 0.8)
+        x = x.transpose(-1, -2)
+        assert not x.is_contiguous()
+    v0 = torch.randn(shape[1:], device="cuda", generator=gen) * 0.3
+    return x.to(dtype), v0
+
+
+def _run(backend, x, v0, k, cfg, grad_s, grad_v):
+    x = x.detach().clone().requires_grad_(True) if x.is_contiguous() else x.detach().requires_grad_(True)
+    v0 = v0.detach().clone().requires_grad_(True)
+    k = k.detach().clone().requires_grad_(True)
+    s, v = multi_step(x, v0, k, cfg, backend=backend)
+    loss = (v * grad_v).sum()
+    if grad_s is not None:
+        loss = loss + (s.float() * grad_s.float()).sum()
+    loss.backward()
+    return s.detach(), v.detach(), x.grad, v0.grad, k.grad
+
+
+def _assert_match(got, want, dtype, count):
+    s, v, gx, gv0, gk = got
+    ws, wv, wgx, wgv0, wgk = want
+    assert s.dtype == ws.dtype and torch.equal(s, ws), "spikes differ"
+    torch.testing.assert_close(v, wv, rtol=1e-6, atol=1e-6)
+    tol = GRAD_TOL[dtype]
+    torch.testing.assert_close(gx.float(), wgx.float(), rtol=tol, atol=tol)
+    torch.testing.assert_close(gv0, wgv0, rtol=2e-5, atol=2e-5)
+    # a sum of `count` float32 terms: its rounding grows with the count
+    torch.testing.assert_close(gk, wgk, rtol=1e-4, atol=1e-6 * count)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("v_reset,detach_reset,decay_input,store_v_seq",
+                         list(itertools.product([0.0, None], [True, False], [True, False], [False, True])))
+def test_neuron_matches_torch_for_every_option(dtype, v_reset, detach_reset, decay_input, store_v_seq):
+    x, v0 = _inputs((6, 4, 33), dtype, seed=1)
+    k = torch.tensor(0.45, device="cuda")
+    for sg in SURROGATES[:3] if dtype != torch.float32 else SURROGATES:
+        cfg = NeuronConfig(decay_input, 1.0, v_reset, detach_reset, sg, store_v_seq)
+        gen = torch.Generator(device="cuda").manual_seed(2)
+        grad_s = torch.randn(x.shape, device="cuda", generator=gen).to(dtype)
+        grad_v = torch.randn(x.shape if store_v_seq else x.shape[1:], device="cuda", generator=gen)
+        _assert_match(_run("cupy", x, v0, k, cfg, grad_s, grad_v),
+                      _run("torch", x, v0, k, cfg, grad_s, grad_v), dtype, x.numel())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 3, 5), (7, 5, 7, 3), (3, 2, 2 * 256 * 4 + 4), (4, 1027)])
+def test_neuron_odd_sizes_and_one_step(dtype, shape):
+    """T = 1, neuron counts not divisible by 4 or by the block size, several blocks."""
+    x, v0 = _inputs(shape, dtype, seed=3)
+    k = torch.tensor(0.5, device="cuda")
+    cfg = NeuronConfig(True, 1.0, 0.0, True, surrogate.ATan(alpha=2.0), False)
+    grad_s = torch.randn(x.shape, device="cuda").to(dtype)
+    grad_v = torch.randn(x.shape[1:], device="cuda")
+    _assert_match(_run("cupy", x, v0, k, cfg, grad_s, grad_v),
+                  _run("torch", x, v0, k, cfg, grad_s, grad_v), dtype, x.numel())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_neuron_non_contiguous_and_misaligned_input(dtype):
+    x, v0 = _inputs((5, 3, 8, 12), dtype, seed=4, contiguous=False)
+    k = torch.tensor(0.4, device="cuda")
+    cfg = NeuronConfig(True, 1.0, None, False, surrogate.Sigmoid(alpha=4.0), False)
+    grad_s = torch.randn(x.shape, device="cuda").to(dtype)
+    grad_v = torch.randn(x.shape[1:], device="cuda")
+    _assert_match(_run("cupy", x, v0, k, cfg, grad_s, grad_v),
+                  _run("torch", x, v0, k, cfg, grad_s, grad_v), dtype, x.numel())
+    # a contiguous view one element into its storage: 4-neuron packs would be misaligned
+    flat = torch.randn(5 * 64 + 1, device="cuda").to(dtype)
+    xm = flat[1:].view(5, 64)
+    v0m = torch.zeros(64, device="cuda")
+    grad_v = torch.randn(64, device="cuda")
+    _assert_match(_run("cupy", xm, v0m, k, cfg, None, grad_v),
+                  _run("torch", xm, v0m, k, cfg, None, grad_v), dtype, xm.numel())
+
+
+def test_neuron_gradient_only_through_spikes():
+    """No gradient reaches V, and v_init / k need none (the LIF-like call of a first layer)."""
+    x, v0 = _inputs((4, 2, 64), torch.float32, seed=5)
+    k = torch.tensor(0.5, device="cuda")
+    cfg = NeuronConfig(True, 1.0, 0.0, True, surrogate.ATan(alpha=2.0), False)
+    grads = []
+    for backend in ("cupy", "torch"):
+        xr = x.clone().requires_grad_(True)
+        s, _ = multi_step(xr, v0, k, cfg, backend=backend)
+        s.sum().backward()
+        grads.append(xr.grad)
+    torch.testing.assert_close(grads[0], grads[1], rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_neuron_repeated_backward_is_bit_identical(dtype):
+    x, v0 = _inputs((8, 1000, 37), dtype, seed=6)
+    node = PLIFNode(backend="cupy").cuda()
+    grads = []
+    for _ in range(2):
+        functional.reset_net(node)
+        node.w.grad = None
+        xr = x.clone().requires_grad_(True)
+        s = node(xr)
+        (s.float() * torch.linspace(-1, 1, s.numel(), device="cuda").view_as(s)).sum().backward()
+        grads.append((xr.grad.clone(), node.w.grad.clone()))
+    assert torch.equal(grads[0][0], grads[1][0])
+    assert torch.equal(grads[0][1], grads[1][1])
+
+
+@pytest.mark.parametrize("node_cls", [PLIFNode, LIFNode])
+def test_nodes_train_the_same_on_both_backends(node_cls):
+    x, _ = _inputs((8, 16, 3, 10, 10), torch.float32, seed=7)
+    out = {}
+    for backend in ("cupy", "torch"):
+        node = node_cls(backend=backend).cuda()
+        xr = x.clone().requires_grad_(True)
+        s = node(xr)
+        s2 = node(xr)  # a second call continues from the stored V
+        (s.sum() + 2 * s2.sum()).backward()
+        w_grad = node.w.grad if node_cls is PLIFNode else torch.zeros(())
+        out[backend] = (s, s2, node.v, xr.grad, w_grad)
+    for a, b in zip(out["cupy"], out["torch"], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_float64_input_falls_back_to_the_reference():
+    x, v0 = _inputs((3, 2, 5), torch.float64, seed=8)
+    k = torch.tensor(0.5, device="cuda", dtype=torch.float64)
+    cfg = NeuronConfig(True, 1.0, 0.0, True, surrogate.ATan(alpha=2.0), False)
+    s, v = multi_step(x, v0.double(), k, cfg, backend="cupy")
+    ws, wv = multi_step(x, v0.double(), k, cfg, backend="torch")
+    assert torch.equal(s, ws) and torch.equal(v, wv)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kernel,hw", [((2, 2), (8, 8)), ((2, 2), (7, 9)), ((2, 2), (6, 5)),
+                                       ((3, 3), (9, 10)), ((2, 3), (6, 9))])
+def test_max_pool_matches_max_pool2d(dtype, kernel, hw):
+    gen = torch.Generator(device="cuda").manual_seed(9)
+    spikes = (torch.rand(3, 4, 5, *hw, device="cuda", generator=gen) < 0.3).to(dtype)
+    ties = torch.randint(0, 3, (3, 4, 5, *hw), device="cuda", generator=gen).to(dtype)
+    for x in (spikes, ties, spikes.transpose(-1, -2).contiguous().transpose(-1, -2)):
+        xr = x.clone().requires_grad_(True)
+        y = max_pool_multi_step(xr, kernel, kernel, backend="cupy")
+        xt = x.float().flatten(0, 1).requires_grad_(True)
+        want = F.max_pool2d(xt, kernel, kernel)
+        assert y.dtype == dtype and torch.equal(y.float().flatten(0, 1), want)
+        grad_y = torch.randn(y.shape, device="cuda", generator=gen).to(dtype)
+        y.backward(grad_y)
+        want.backward(grad_y.float().flatten(0, 1))
+        assert torch.equal(xr.grad.float().flatten(0, 1), xt.grad)
+
+
+def test_max_pool_overlapping_windows_fall_back_to_torch():
+    x = (torch.rand(2, 3, 4, 9, 9, device="cuda") < 0.4).float()
+    y = max_pool_multi_step(x, (3, 3), (2, 2), backend="cupy")
+    assert torch.equal(y.flatten(0, 1), F.max_pool2d(x.flatten(0, 1), 3, 2))
+
+
+def test_max_pool_layer_keeps_one_byte_per_output():
+    layer = SpikeMaxPool2d(2, backend="cupy")
+    x = (torch.rand(4, 8, 16, 32, 32, device="cuda") < 0.2).float().requires_grad_(True)
+    y = layer(x)
+    saved = y.grad_fn.saved_tensors
+    assert [t.dtype for t in saved] == [torch.uint8] and saved[0].numel() == y.numel()
