@@ -9,6 +9,14 @@ import argparse
 import sys
 
 
+def _bool(value: str, flag: str) -> bool:
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"{flag} takes true or false, got {value!r}")
+
+
 def _recipe_args(p: argparse.ArgumentParser) -> None:
     """Training-recipe flags shared by ``train`` and ``finetune``; unset flags keep the config's value."""
     p.add_argument("--data-dir", help="folder of the dataset's original files")
@@ -47,6 +55,46 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 3 if result.get("stopped") else 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from .training import evaluate
+
+    r = evaluate(
+        args.model, args.dataset, data_dir=args.data_dir, split=args.split, pretrained=args.pretrained,
+        max_samples=args.max_eval_samples, batch_size=args.batch_size, device=args.device,
+        amp=args.amp, T=args.T, backend=args.backend,
+    )
+    if args.json:
+        print(json.dumps(r))
+        return 0
+    print(f"{args.model} on {r['samples']} {r['split']} samples ({r['device']}): top-1 {100 * r['top1']:.2f}%, "
+          f"loss {r['loss']:.4f}, {r['images_per_s']:.1f} images/s")
+    print(f"spikes/sample {r['spikes_per_sample']:.0f}, SynOps/sample {r['synops_per_sample']:.4g}, "
+          f"dense MACs/sample {r['dense_macs_per_sample']:.4g}")
+    for name, rate in r["firing_rates"].items():
+        print(f"  firing rate {name:<16} {rate:.4f}")
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from .training import finetune
+
+    overrides = _recipe_overrides(args)
+    overrides.setdefault("dataset", "imagefolder")
+    result = finetune(args.model, num_classes=args.num_classes, freeze_features=args.freeze_features,
+                      resume=args.resume, **overrides)
+    return 3 if result.get("stopped") else 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .training import plot_run
+
+    for path in plot_run(args.run_dir, args.out):
+        print(path)
+    return 0
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="plif-zoo", description="PLIF spiking neural networks: model zoo, evaluation, training"
@@ -56,6 +104,33 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL_OR_CONFIG", help="registry id (configs/ID.yaml applies) or a YAML config")
     _recipe_args(p)
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("eval", help="top-1, loss, firing rates, spikes and SynOps per sample, images/s")
+    p.add_argument("model", help="registry id, model folder, local-dir:PATH or hf-hub:ORG/NAME")
+    p.add_argument("--pretrained", type=lambda v: _bool(v, "--pretrained"), default=True, metavar="true|false",
+                   help="load the published weights (default true)")
+    p.add_argument("--data-dir", help="folder of the dataset's original files")
+    p.add_argument("--dataset", help="dataset name (default: the model's) or 'imagefolder'")
+    p.add_argument("--split", choices=("test", "val"), default="test", help="val = the accuracy-B hold-out")
+    p.add_argument("--max-eval-samples", type=int, help="evaluate on the first N samples")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--T", type=int, help="time steps (default: the model's)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--amp", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("finetune", help="fine-tune pretrained weights on new data with a new output layer")
+    p.add_argument("model", help="registry id with weights, model folder (local-dir:PATH) or hf-hub:ORG/NAME")
+    p.add_argument("--num-classes", type=int, required=True, help="classes of the new data")
+    p.add_argument("--freeze-features", action="store_true", help="train only the FC part")
+    _recipe_args(p)
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("plot", help="accuracy curves and tau per layer (paper Fig. 7) of a training run, as PNG")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of a train run")
+    p.add_argument("--out", help="folder for the PNGs (default RUN_DIR)")
+    p.set_defaults(func=cmd_plot)
     del sub  # commands are added below this line, one block each
     return parser
 

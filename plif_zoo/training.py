@@ -53,6 +53,8 @@ __all__ = [
     "evaluate",
     "finetune",
     "plif_taus",
+    "plot_run",
+    "load_checkpoint",
     "CONFIG_DIR",
 ]
 
@@ -270,7 +272,7 @@ def _reset(model: nn.Module) -> None:
 def _datasets(cfg: TrainConfig, model: nn.Module | None = None) -> dict[str, Dataset]:
     image_shape = tuple(cfg.image_shape) if cfg.image_shape else None
     if cfg.dataset == "imagefolder" and image_shape is None:
-        image_shape = _model_input_shape(cfg)
+        image_shape = _model_input_shape(cfg, model)
     kw = dict(data_dir=cfg.data_dir, T=_frames(cfg, model), image_shape=image_shape)
     if cfg.val_fraction > 0:
         sets = {
@@ -306,7 +308,10 @@ def _frames(cfg: TrainConfig, model: nn.Module | None) -> int | None:
     return getattr(plif_zoo.create_model(cfg.model), "T", None)
 
 
-def _model_input_shape(cfg: TrainConfig) -> tuple[int, int, int]:
+def _model_input_shape(cfg: TrainConfig, model: nn.Module | None) -> tuple[int, int, int]:
+    config = getattr(model, "config", None)
+    if config is not None and getattr(config, "static", False):
+        return (config.in_channels, *config.input_size)
     try:
         return data_mod.DATASETS[dataset_of(cfg.model)].shape
     except ValueError as err:
@@ -414,7 +419,7 @@ def _run_eval(
 
 def evaluate(
     model: nn.Module | str,
-    dataset: Dataset | None = None,
+    dataset: Dataset | str | None = None,
     *,
     data_dir: str | Path | None = None,
     split: str = "test",
@@ -426,24 +431,33 @@ def evaluate(
     num_workers: int = 0,
     T: int | None = None,
     backend: str = "auto",
+    val_fraction: float = 0.15,
 ) -> dict[str, Any]:
-    """Top-1, loss, per-layer firing rates, spikes and SynOps per sample, images/s.
+    """Top-1, loss, per-layer firing rates, spikes and SynOps per sample, images/s (inference mode).
 
-    model: a zoo model or a registry id / model folder (loaded with ``pretrained``).
-    dataset: a dataset of (input, label); default: ``split`` (test / val) of the model's dataset.
+    model: a zoo model, a registry id, ``local-dir:PATH`` / a model folder, or ``hf-hub:ORG/NAME``
+    (loaded with ``pretrained``).
+    dataset: a Dataset of (input, label), or a dataset name (default: the model's) whose
+    ``split`` (``test`` or ``val``, the accuracy-B hold-out) is read from ``data_dir``.
     """
     import plif_zoo
 
     model_id = None
-    if isinstance(model, str):
-        model_id = model
+    if isinstance(model, (str, Path)):
+        model_id = str(model)
+        if Path(model_id).is_dir():
+            model_id = f"local-dir:{model_id}"
         kw = {} if T is None else {"T": T}
-        model = plif_zoo.load(model, pretrained=pretrained, backend=backend, **kw)
-    if dataset is None:
-        name = _dataset_name_of_model(model_id)
+        model = plif_zoo.load(model_id, pretrained=pretrained, backend=backend, **kw)
+    elif T is not None:
+        model.T = T
+    if dataset is None or isinstance(dataset, str):
+        name = dataset or _dataset_name_of_model(model_id)
         if split not in ("test", "val"):
             raise ValueError(f"split must be 'test' or 'val', got {split!r}")
-        dataset = data_mod.get_dataset(name, split, data_dir, T=getattr(model, "T", None))
+        image_shape = _model_input_shape(TrainConfig(model=model_id or ""), model) if name == "imagefolder" else None
+        dataset = data_mod.get_dataset(name, split, data_dir, T=getattr(model, "T", None),
+                                       val_fraction=val_fraction, image_shape=image_shape)
     if max_samples is not None and max_samples < len(dataset):
         dataset = _subset(dataset, range(max_samples))
     num_classes = getattr(dataset, "num_classes", None) or int(torch.as_tensor(dataset.targets).max()) + 1
@@ -688,7 +702,9 @@ def train(
     random.seed(cfg.seed)
     if model is None:
         num_classes = cfg.num_classes or _num_classes(cfg)
-        model = _build_model(cfg, num_classes, pretrained=cfg.pretrained and ckpt is None)
+        # A resumed run overwrites the weights, but a model known only by its folder must still be loaded.
+        pretrained = cfg.pretrained and (ckpt is None or ":" in cfg.model)
+        model = _build_model(cfg, num_classes, pretrained=pretrained)
     sets = _datasets(cfg, model)
     num_classes = cfg.num_classes or sets["test"].num_classes
     if cfg.freeze_features:
@@ -918,3 +934,68 @@ def finetune(
         model, dataset=dataset, data_dir=str(data_dir), num_classes=num_classes,
         freeze_features=freeze_features, resume=resume, progress=progress, **overrides,
     )
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def _read_csv(path: Path) -> list[dict[str, float]]:
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+
+
+def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
+    """PNG plots of a run: ``accuracy.png`` (train / val / test top-1 and accuracy-A/B per epoch)
+    and ``tau.png`` (tau of every PLIF layer per epoch, the paper's Fig. 7). Returns the paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run_dir = Path(run_dir)
+    metrics_file = run_dir / "metrics.csv"
+    if not metrics_file.is_file():
+        raise FileNotFoundError(f"{metrics_file} not found; pass the --out folder of a `plif-zoo train` run with at least one finished epoch")
+    out_dir = Path(out_dir) if out_dir is not None else run_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = _read_csv(metrics_file)
+    epochs = [r["epoch"] for r in rows]
+    written = []
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, label in (("train_top1", "train"), ("val_top1", "validation"), ("test_top1", "test"),
+                       ("accuracy_a", "accuracy-A (best test)"), ("accuracy_b", "accuracy-B (test at best val)")):
+        if any(key in r for r in rows):
+            ax.plot(epochs, [100 * r.get(key, float("nan")) for r in rows], label=label,
+                    linestyle="--" if key.startswith("accuracy") else "-", marker="." if len(rows) < 30 else None)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title(f"{run_dir.name}: accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = out_dir / "accuracy.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    written.append(path)
+
+    tau_file = run_dir / "tau.csv"
+    if tau_file.is_file():
+        taus = _read_csv(tau_file)
+        layers = [k for k in taus[0] if k != "epoch"] if taus else []
+        if layers:
+            fig, ax = plt.subplots(figsize=(6, 4))
+            for name in layers:
+                ax.plot([r["epoch"] for r in taus], [r.get(name, float("nan")) for r in taus], label=name,
+                        marker="." if len(taus) < 30 else None)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("membrane time constant tau")
+            ax.set_title(f"{run_dir.name}: tau per PLIF layer (paper Fig. 7)")
+            ax.grid(alpha=0.3)
+            ax.legend()
+            fig.tight_layout()
+            path = out_dir / "tau.png"
+            fig.savefig(path, dpi=120)
+            plt.close(fig)
+            written.append(path)
+    return written
