@@ -1,0 +1,203 @@
+"""Weights from a Hub-protocol server on 127.0.0.1 through the real huggingface_hub client."""
+
+import dataclasses
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+from hubserver import HubServer
+
+import plif_zoo
+from plif_zoo import hub, registry
+from plif_zoo.hub import ChecksumError, HubDownloadError
+
+MODEL_ID = "fashion-mnist-plif"
+REPO = "plif-zoo/fashion-mnist-plif"
+
+
+@pytest.fixture
+def folder(tmp_path_factory):
+    """A real model folder: fashion-mnist-plif with random weights."""
+    torch.manual_seed(3)
+    model = plif_zoo.create_model(MODEL_ID, T=2, backend="torch")
+    return plif_zoo.save_pretrained(model, tmp_path_factory.mktemp("saved") / MODEL_ID,
+                                    model_id=MODEL_ID, metrics={"accuracy_b": 12.5})
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+@pytest.fixture
+def server():
+    with HubServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def hf_env(monkeypatch, tmp_path, server):
+    """HF_ENDPOINT at the test server, an empty HF_HOME, no local weights folder, online."""
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    monkeypatch.setattr(registry, "weights_dirs", lambda: [tmp_path / "no-local-weights"])
+    return tmp_path / "hf-home" / "hub"
+
+
+def publish(monkeypatch, sha256: str, revision: str, model_id: str = MODEL_ID, repo: str = REPO):
+    """What one PUBLISHED_WEIGHTS line does, for this test only."""
+    info = registry.model_info(model_id)
+    source = registry.WeightSource(hf_repo=repo, revision=revision, sha256=sha256)
+    monkeypatch.setitem(registry._REGISTRY, model_id, dataclasses.replace(info, weights=source))
+
+
+def _same_weights(a, b) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_download_and_load_then_offline_from_cache_with_server_stopped(
+        server, hf_env, folder, monkeypatch):
+    sha = server.commit(REPO, _files(folder))
+    digest = hub.sha256_file(folder / "model.safetensors")
+    publish(monkeypatch, digest, sha)
+    assert plif_zoo.list_models(MODEL_ID, pretrained=True) == [MODEL_ID]
+
+    model = plif_zoo.load(MODEL_ID, backend="torch")
+    assert _same_weights(model, plif_zoo.load(f"local-dir:{folder}"))
+    snapshot = hf_env / "models--plif-zoo--fashion-mnist-plif" / "snapshots" / sha
+    assert (snapshot / "model.safetensors").is_file() and (snapshot / "README.md").is_file()
+    assert not list(hf_env.rglob("*.incomplete"))
+
+    server.stop()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    again = plif_zoo.load(MODEL_ID, backend="torch", T=3)
+    assert _same_weights(model, again) and again.T == 3
+
+
+def test_cache_dir_argument_is_honoured(server, hf_env, folder, monkeypatch, tmp_path):
+    sha = server.commit(REPO, _files(folder))
+    publish(monkeypatch, hub.sha256_file(folder / "model.safetensors"), sha)
+    plif_zoo.load(MODEL_ID, cache_dir=tmp_path / "elsewhere")
+    assert (tmp_path / "elsewhere" / "models--plif-zoo--fashion-mnist-plif").is_dir()
+    assert not hf_env.exists()
+
+
+def test_pinned_revision_gets_that_commit_not_the_branch_head(server, hf_env, folder, monkeypatch):
+    old = server.commit(REPO, _files(folder))
+    torch.manual_seed(99)
+    newer = plif_zoo.save_pretrained(plif_zoo.create_model(MODEL_ID, T=2), folder.parent / "newer",
+                                     model_id=MODEL_ID)
+    new = server.commit(REPO, _files(newer))
+    assert old != new
+
+    pinned = plif_zoo.load(f"hf-hub:{REPO}@{old}")
+    head = plif_zoo.load(f"hf-hub:{REPO}")
+    assert _same_weights(pinned, plif_zoo.load(f"local-dir:{folder}"))
+    assert _same_weights(head, plif_zoo.load(f"local-dir:{newer}"))
+
+    publish(monkeypatch, hub.sha256_file(folder / "model.safetensors"), old)
+    assert _same_weights(plif_zoo.load(MODEL_ID), pinned)  # the registry pins `old`
+    assert _same_weights(plif_zoo.load(MODEL_ID, revision=new), head)
+
+
+def test_missing_repo_names_it(hf_env):
+    with pytest.raises(HubDownloadError, match="plif-zoo/nothing-here.*not found"):
+        plif_zoo.load("hf-hub:plif-zoo/nothing-here")
+
+
+def test_missing_revision_names_it(server, hf_env, folder):
+    server.commit(REPO, _files(folder))
+    with pytest.raises(HubDownloadError, match="revision 'v9'.*not found"):
+        plif_zoo.load(f"hf-hub:{REPO}@v9")
+
+
+def test_missing_file_says_repo_is_not_a_model_folder(server, hf_env):
+    server.commit(REPO, {"config.json": b"{}"})
+    with pytest.raises(HubDownloadError, match="no file 'model.safetensors'"):
+        plif_zoo.load(f"hf-hub:{REPO}")
+
+
+def test_tampered_file_fails_checksum_and_is_removed_from_cache(server, hf_env, folder, monkeypatch):
+    files = _files(folder)
+    good = hub.sha256_file(folder / "model.safetensors")
+    bad = bytearray(files["model.safetensors"])
+    bad[-1] ^= 0xFF
+    sha = server.commit(REPO, {**files, "model.safetensors": bytes(bad)})
+    publish(monkeypatch, good, sha)
+
+    with pytest.raises(ChecksumError, match=r"model\.safetensors.*removed from the cache"):
+        plif_zoo.load(MODEL_ID)
+    cached = hf_env / "models--plif-zoo--fashion-mnist-plif" / "snapshots" / sha / "model.safetensors"
+    assert not cached.exists()
+    blobs = hf_env / "models--plif-zoo--fashion-mnist-plif" / "blobs"
+    assert hashlib.sha256(bytes(bad)).hexdigest() not in {hub.sha256_file(b) for b in blobs.iterdir()}
+
+
+def test_hf_hub_name_checks_against_the_config_it_ships(server, hf_env, folder):
+    files = _files(folder)
+    bad = bytearray(files["model.safetensors"])
+    bad[100] ^= 0x01
+    server.commit(REPO, {**files, "model.safetensors": bytes(bad)})
+    with pytest.raises(ChecksumError):
+        plif_zoo.load(f"hf-hub:{REPO}")
+
+
+def test_network_failure_names_repo_and_suggests_offline_or_endpoint(server, hf_env, folder, monkeypatch):
+    sha = server.commit(REPO, _files(folder))
+    publish(monkeypatch, hub.sha256_file(folder / "model.safetensors"), sha)
+    server.stop()  # nothing listens on HF_ENDPOINT now
+    # The client retries network errors with backoff for ~23 s; skip the waiting, not the path.
+    from huggingface_hub import file_download
+
+    if hasattr(file_download, "_DEFAULT_RETRY_ON_EXCEPTIONS"):
+        monkeypatch.setattr(file_download, "_DEFAULT_RETRY_ON_EXCEPTIONS", ())
+    with pytest.raises(HubDownloadError) as err:
+        plif_zoo.load(MODEL_ID)
+    message = str(err.value)
+    assert REPO in message and "HF_HUB_OFFLINE=1" in message and "HF_ENDPOINT" in message
+
+
+def test_offline_without_cache_says_it_is_not_cached(server, hf_env, folder, monkeypatch):
+    sha = server.commit(REPO, _files(folder))
+    publish(monkeypatch, hub.sha256_file(folder / "model.safetensors"), sha)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(HubDownloadError, match="not in the Hugging Face cache"):
+        plif_zoo.load(MODEL_ID)
+    assert not [r for r in server.requests if "/resolve/" in r[1]]  # offline means no requests
+    with pytest.raises(HubDownloadError, match="local_files_only"):
+        monkeypatch.delenv("HF_HUB_OFFLINE")
+        plif_zoo.load(MODEL_ID, local_files_only=True)
+
+
+def test_push_then_download_round_trip(server, hf_env, tmp_path):
+    torch.manual_seed(5)
+    model = plif_zoo.create_model("mnist-lif", T=2, backend="torch").eval()
+    info = plif_zoo.push_to_hub(model, "someone/mnist-lif", token="test-token",
+                                metrics={"accuracy_b": 10.0})
+    assert len(info.oid) == 40
+    assert set(server.repos["someone/mnist-lif"].commits[info.oid]) >= {
+        "config.json", "model.safetensors", "README.md"}
+
+    again = plif_zoo.load(f"hf-hub:someone/mnist-lif@{info.oid}", backend="torch").eval()
+    assert _same_weights(model, again) and again.T == 2
+    x = torch.rand(1, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(model(x), again(x))
+
+
+def test_push_a_folder_to_a_new_branch(server, hf_env, folder):
+    info = plif_zoo.push_to_hub(folder, "someone/fm", revision="v1", token="test-token")
+    repo = server.repos["someone/fm"]
+    assert repo.refs["v1"] == info.oid and repo.refs["main"] != info.oid
+    loaded = plif_zoo.load("hf-hub:someone/fm@v1")
+    assert _same_weights(loaded, plif_zoo.load(f"local-dir:{folder}"))
+
+
+def test_push_rejects_bad_repo_ids(hf_env, folder):
+    with pytest.raises(ValueError, match="invalid Hub repo id"):
+        plif_zoo.push_to_hub(folder, "../escape")
+
