@@ -1,0 +1,148 @@
+"""plif_zoo.data: real Fashion-MNIST, files written in each dataset's original format, splits, errors."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from plif_zoo import data
+
+FMNIST = data.FASHION_MNIST_SYSTEM_DIR
+needs_fmnist = pytest.mark.skipif(
+    not (FMNIST / "t10k-images-idx3-ubyte.gz").exists(),
+    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)",
+)
+
+
+def write_idx(folder: Path, prefix: str, images: np.ndarray, labels: np.ndarray, gz: bool = True) -> None:
+    """Write IDX files as distributed by LeCun / Zalando (magic 0x0803 / 0x0801, big-endian dims)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    img = bytes([0, 0, 8, 3]) + b"".join(int(d).to_bytes(4, "big") for d in images.shape) + images.astype(np.uint8).tobytes()
+    lab = bytes([0, 0, 8, 1]) + len(labels).to_bytes(4, "big") + labels.astype(np.uint8).tobytes()
+    opener = gzip.open if gz else open
+    suffix = ".gz" if gz else ""
+    with opener(folder / f"{prefix}-images-idx3-ubyte{suffix}", "wb") as f:
+        f.write(img)
+    with opener(folder / f"{prefix}-labels-idx1-ubyte{suffix}", "wb") as f:
+        f.write(lab)
+
+
+def tiny_mnist(folder: Path, n_train: int = 40, n_test: int = 10, gz: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(n_train, 28, 28), dtype=np.uint8)
+    y = np.arange(n_train) % 10
+    write_idx(folder, "train", x, y, gz)
+    write_idx(folder, "t10k", x[:n_test], y[:n_test], gz)
+    return x, y
+
+
+@needs_fmnist
+def test_fashion_mnist_is_found_without_a_data_dir_and_split_for_accuracy_b():
+    sizes = {split: len(data.get_dataset("fashion-mnist", split)) for split in data.SPLITS}
+    assert sizes == {"train": 51000, "val": 9000, "train-full": 60000, "test": 10000}
+    x, y = data.get_dataset("fashion-mnist", "test")[0]
+    assert x.shape == (1, 28, 28) and x.dtype == torch.float32
+    assert 0.0 <= x.min() and x.max() <= 1.0 and x.max() > 0.5  # raw [0, 1], not normalised
+    assert y == 9  # the first test image of Fashion-MNIST is an ankle boot
+
+
+@needs_fmnist
+def test_fashion_mnist_validation_is_the_first_15_percent_of_each_class():
+    full = data.get_dataset("fashion-mnist", "train-full")
+    val = data.get_dataset("fashion-mnist", "val")
+    assert torch.bincount(val.targets).tolist() == [900] * 10
+    for c in range(10):
+        first = (full.targets == c).nonzero().flatten()[:900].tolist()
+        assert [i for i, t in zip(val.indices, val.targets.tolist(), strict=True) if t == c] == first
+
+
+def test_train_val_split_is_per_class_ordered_disjoint_and_reproducible():
+    targets = [0, 1, 0, 0, 1, 2, 0, 1, 2, 2, 0, 1, 2, 0, 1, 2, 0, 1, 0, 2]
+    train, val = data.train_val_indices(targets, 0.25)
+    assert sorted(train + val) == list(range(len(targets)))
+    assert val == [0, 1, 2, 5]  # int(n / 4) first of each class: 2 of class 0 (8), 1 of class 1 (6), 1 of class 2 (6)
+    assert data.train_val_indices(targets, 0.25) == (train, val)
+
+
+def test_idx_files_in_a_torchvision_layout_load_as_raw_tensors(tmp_path):
+    x, y = tiny_mnist(tmp_path / "MNIST" / "raw", gz=False)
+    ds = data.get_dataset("mnist", "train-full", tmp_path, augment=False)
+    assert len(ds) == 40 and ds.num_classes == 10
+    img, label = ds[3]
+    assert torch.equal(img, torch.from_numpy(x[3]).float().div(255).unsqueeze(0))
+    assert label == y[3]
+
+
+def test_mnist_training_split_is_augmented_and_validation_is_not(tmp_path):
+    tiny_mnist(tmp_path, n_train=80)
+    torch.manual_seed(0)
+    train = data.get_dataset("mnist", "train", tmp_path)
+    val = data.get_dataset("mnist", "val", tmp_path)
+    raw = data.get_dataset("mnist", "train-full", tmp_path, augment=False)
+    i = train.indices[0]
+    assert not torch.equal(train[0][0], raw[i][0])  # RandomAffine(30 deg, 15% shift, 0.85-1.11 scale)
+    j = val.indices[0]
+    assert torch.equal(val[0][0], raw[j][0])
+
+
+def test_cifar10_python_batches_load_and_are_cropped_and_flipped(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(folder / name, "wb") as f:
+            pickle.dump({"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8), "labels": [0, 1, 2, 3]}, f)
+    test = data.get_dataset("cifar10", "test", tmp_path)
+    assert len(test) == 4 and test[0][0].shape == (3, 32, 32)
+    train = data.get_dataset("cifar10", "train-full", tmp_path)
+    raw = data.get_dataset("cifar10", "train-full", tmp_path, augment=False)
+    torch.manual_seed(0)
+    assert any(not torch.equal(train[i][0], raw[i][0]) for i in range(len(raw)))
+
+
+def test_a_missing_data_folder_names_the_folder_the_files_and_the_source(tmp_path):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(data.DatasetNotFoundError, match="nowhere") as err:
+        data.get_dataset("mnist", "train", missing)
+    assert "yann.lecun.com" in str(err.value)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(data.DatasetNotFoundError) as err:
+        data.get_dataset("fashion-mnist", "test", empty)
+    msg = str(err.value)
+    assert str(empty) in msg and "t10k-images-idx3-ubyte" in msg and "dataset-fashion-mnist" in msg
+
+
+def test_unknown_dataset_and_split_are_rejected():
+    with pytest.raises(ValueError, match="unknown dataset"):
+        data.get_dataset("imagenet", "train")
+    with pytest.raises(ValueError, match="split must be"):
+        data.get_dataset("mnist", "validation")
+
+
+def test_truncated_idx_file_is_a_clear_error(tmp_path):
+    tiny_mnist(tmp_path, gz=False)
+    path = tmp_path / "t10k-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:-5])
+    with pytest.raises(ValueError, match="truncated"):
+        data.get_dataset("mnist", "test", tmp_path)
+
+
+def test_imagefolder_images_are_resized_to_the_model_input(tmp_path):
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for c, name in enumerate(["cat", "dog", "eel"]):
+            d = tmp_path / split / name
+            d.mkdir(parents=True)
+            for k in range(3):
+                Image.fromarray(np.full((40, 50, 3), 40 * c + k, dtype=np.uint8)).save(d / f"{k}.png")
+    ds = data.get_dataset("imagefolder", "test", tmp_path, image_shape=(1, 28, 28))
+    assert len(ds) == 9 and ds.num_classes == 3
+    x, y = ds[4]
+    assert x.shape == (1, 28, 28) and y == 1 and torch.allclose(x, torch.full_like(x, 41 / 255))
