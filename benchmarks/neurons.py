@@ -1,0 +1,241 @@
+"""Forward+backward speed of the PLIF neuron and of spike max-pooling on one GPU.
+
+    python benchmarks/neurons.py [--steps 4 8 16 32] [--neurons-log2 20 22 24]
+                                 [--dtypes float32 bfloat16 float16] [--sj014 DIR] [--json FILE]
+
+Neuron: plif-zoo's cupy and torch backends, SpikingJelly 2.0.0's ParametricLIFNode (its own
+automatic fastest path) and, when ``--sj014 DIR`` holds SpikingJelly 0.0.0.0.14 (e.g.
+``pip install --no-deps --target DIR spikingjelly==0.0.0.0.14``), its
+``ParametricLIFNode(backend="cupy")``, run in a subprocess since both versions share one
+package name. Max-pool (2 x 2 on [T, N, 128, 32, 32] spikes): plif-zoo's cupy and torch
+paths and ``torch.nn.functional.max_pool2d`` (which keeps int64 indices).
+
+Each figure is the median of CUDA-event timings of forward + backward after warm-up. GB/s
+counts the bytes a lean implementation must move (neuron: read X, write S and H, read dL/dS
+and H, write dL/dX; H in float32; max-pool: read x, write y and one byte per output, read
+dL/dy and the byte, write dL/dx), shown against the measured device-to-device copy bandwidth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+import torch
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def time_ms(fn, warmup: int = 3, repeat: int = 10) -> float:
+    """Median milliseconds of fn() on the current CUDA stream."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeat):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def copy_bandwidth_gbs() -> float:
+    """Device-to-device copy bandwidth (bytes read + written per second), 1 GiB buffers."""
+    src = torch.empty(2**28, device="cuda", dtype=torch.float32)
+    dst = torch.empty_like(src)
+    ms = time_ms(lambda: dst.copy_(src), warmup=3, repeat=20)
+    return 2 * src.numel() * 4 / ms / 1e6
+
+
+def neuron_bytes(steps: int, neurons: int, dtype: torch.dtype) -> int:
+    b = torch.empty((), dtype=dtype).element_size()
+    return steps * neurons * (4 * b + 2 * 4)
+
+
+def pool_bytes(outputs: int, dtype: torch.dtype) -> int:
+    b = torch.empty((), dtype=dtype).element_size()
+    return outputs * (10 * b + 2)
+
+
+def _node_step(node, x, grad_s, reset):
+    def run():
+        reset(node)
+        x.grad = None
+        node(x).backward(grad_s)
+    return run
+
+
+def _inputs(steps, neurons, dtype):
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    x = (torch.randn(steps, neurons, device="cuda", generator=gen) * 1.5 + 0.8).to(dtype)
+    grad_s = torch.randn(steps, neurons, device="cuda", generator=gen).to(dtype)
+    return x.requires_grad_(True), grad_s
+
+
+def bench_neurons_current(steps_list, sizes, dtypes) -> list[dict]:
+    """plif-zoo (cupy, torch) and the installed SpikingJelly 2.x."""
+    from spikingjelly.activation_based import functional, neuron, surrogate
+
+    from plif_zoo import PLIFNode
+
+    impls = {
+        "plif-zoo cupy": lambda: PLIFNode(backend="cupy"),
+        "plif-zoo torch": lambda: PLIFNode(backend="torch"),
+        "SJ 2.0.0": lambda: neuron.ParametricLIFNode(
+            init_tau=2.0, surrogate_function=surrogate.ATan(alpha=2.0), detach_reset=True, step_mode="m"),
+    }
+    rows = []
+    for dtype_name in dtypes:
+        for steps in steps_list:
+            for log2 in sizes:
+                x, grad_s = _inputs(steps, 2**log2, DTYPES[dtype_name])
+                for name, make in impls.items():
+                    try:
+                        node = make().cuda()
+                        ms = time_ms(_node_step(node, x, grad_s, functional.reset_net))
+                    except Exception as err:  # report and go on: one failing peer must not hide the rest
+                        rows.append(dict(kind="neuron", impl=name, dtype=dtype_name, steps=steps,
+                                         log2=log2, error=f"{type(err).__name__}: {err}"[:200]))
+                        continue
+                    rows.append(dict(kind="neuron", impl=name, dtype=dtype_name, steps=steps, log2=log2, ms=ms))
+                del x, grad_s
+                torch.cuda.empty_cache()
+    return rows
+
+
+def bench_neurons_sj014(steps_list, sizes, dtypes) -> list[dict]:
+    """SpikingJelly 0.0.0.0.14's CuPy ParametricLIFNode (run inside the --sj014 subprocess)."""
+    import spikingjelly
+    from spikingjelly.activation_based import functional, neuron, surrogate
+
+    rows = []
+    for dtype_name in dtypes:
+        for steps in steps_list:
+            for log2 in sizes:
+                row = dict(kind="neuron", impl="SJ 0.0.0.0.14 cupy", dtype=dtype_name, steps=steps, log2=log2)
+                if dtype_name == "bfloat16":
+                    rows.append({**row, "error": "not supported by SJ 0.0.0.0.14 (fp32/fp16 only)"})
+                    continue
+                x, grad_s = _inputs(steps, 2**log2, DTYPES[dtype_name])
+                try:
+                    node = neuron.ParametricLIFNode(
+                        init_tau=2.0, surrogate_function=surrogate.ATan(alpha=2.0), detach_reset=True,
+                        step_mode="m", backend="cupy").cuda()
+                    rows.append({**row, "ms": time_ms(_node_step(node, x, grad_s, functional.reset_net)),
+                                 "version": getattr(spikingjelly, "__version__", "0.0.0.0.14")})
+                except Exception as err:
+                    rows.append({**row, "error": f"{type(err).__name__}: {err}"[:200]})
+                del x, grad_s
+                torch.cuda.empty_cache()
+    return rows
+
+
+def bench_pool(steps_list, sizes, dtypes) -> list[dict]:
+    import torch.nn.functional as F
+
+    from plif_zoo import SpikeMaxPool2d
+
+    impls = {
+        "plif-zoo cupy": SpikeMaxPool2d(2, backend="cupy"),
+        "plif-zoo torch": SpikeMaxPool2d(2, backend="torch"),
+        "F.max_pool2d": lambda x: F.max_pool2d(x.flatten(0, 1), 2, 2),
+    }
+    rows = []
+    for dtype_name in dtypes:
+        for steps in steps_list:
+            for log2 in sizes:
+                n = max(1, 2 ** (log2 - 17))  # 128 x 32 x 32 = 2^17 neurons per sample
+                gen = torch.Generator(device="cuda").manual_seed(0)
+                x = (torch.rand(steps, n, 128, 32, 32, device="cuda", generator=gen) < 0.2)
+                x = x.to(DTYPES[dtype_name]).requires_grad_(True)
+                grad_y = torch.randn(steps, n, 128, 16, 16, device="cuda", generator=gen).to(x.dtype)
+                for name, pool in impls.items():
+                    def run(pool=pool, name=name, x=x, grad_y=grad_y):
+                        x.grad = None
+                        y = pool(x)
+                        y.backward(grad_y.flatten(0, 1) if name == "F.max_pool2d" else grad_y)
+                    try:
+                        rows.append(dict(kind="max_pool", impl=name, dtype=dtype_name, steps=steps,
+                                         log2=log2, outputs=grad_y.numel(), ms=time_ms(run)))
+                    except Exception as err:
+                        rows.append(dict(kind="max_pool", impl=name, dtype=dtype_name, steps=steps,
+                                         log2=log2, error=f"{type(err).__name__}: {err}"[:200]))
+                del x, grad_y
+                torch.cuda.empty_cache()
+    return rows
+
+
+def report(rows: list[dict], bandwidth: float) -> None:
+    print(f"device: {torch.cuda.get_device_name()}  measured copy bandwidth: {bandwidth:.0f} GB/s")
+    for kind in ("neuron", "max_pool"):
+        keyed = {}
+        for r in rows:
+            if r["kind"] == kind:
+                keyed.setdefault((r["dtype"], r["steps"], r["log2"]), []).append(r)
+        if not keyed:
+            continue
+        print(f"\n{kind}: forward + backward")
+        print(f"{'dtype':<9} {'T':>3} {'neurons':>8} {'impl':<20} {'ms':>9} {'GB/s':>7} {'of copy':>8} {'x ours':>7}")
+        for (dtype_name, steps, log2), group in keyed.items():
+            ours = next((r.get("ms") for r in group if r["impl"] == "plif-zoo cupy"), None)
+            for r in group:
+                if "error" in r:
+                    print(f"{dtype_name:<9} {steps:>3} {'2^' + str(log2):>8} {r['impl']:<20} failed: {r['error']}")
+                    continue
+                dtype = DTYPES[dtype_name]
+                lean = (neuron_bytes(steps, 2**log2, dtype) if kind == "neuron"
+                        else pool_bytes(r["outputs"], dtype))
+                gbs = lean / r["ms"] / 1e6
+                r["lean_gbs"] = gbs
+                ratio = f"{r['ms'] / ours:7.2f}" if ours else "      -"
+                print(f"{dtype_name:<9} {steps:>3} {'2^' + str(log2):>8} {r['impl']:<20} {r['ms']:9.3f} "
+                      f"{gbs:7.0f} {100 * gbs / bandwidth:7.1f}% {ratio}")
+    print("\n'x ours' = that implementation's time / plif-zoo cupy's time (> 1: ours is faster)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, nargs="+", default=[4, 8, 16, 32])
+    parser.add_argument("--neurons-log2", type=int, nargs="+", default=[20, 22, 24])
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16", "float16"], choices=list(DTYPES))
+    parser.add_argument("--sj014", metavar="DIR", help="folder holding SpikingJelly 0.0.0.0.14 (pip --target)")
+    parser.add_argument("--skip-pool", action="store_true", help="neurons only")
+    parser.add_argument("--json", metavar="FILE", help="also write every measurement as JSON")
+    parser.add_argument("--sj014-worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("benchmarks/neurons.py measures GPU kernels and needs a CUDA GPU; torch sees none here. "
+              "Run it on a machine with an NVIDIA GPU (see benchmarks/gpu_check.sh).", file=sys.stderr)
+        return 2
+    if args.sj014_worker:
+        print(json.dumps(bench_neurons_sj014(args.steps, args.neurons_log2, args.dtypes)))
+        return 0
+    bandwidth = copy_bandwidth_gbs()
+    rows = bench_neurons_current(args.steps, args.neurons_log2, args.dtypes)
+    if args.sj014:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.abspath(args.sj014), os.environ.get("PYTHONPATH", "")]))
+        cmd = [sys.executable, os.path.abspath(__file__), "--sj014-worker", "--steps", *map(str, args.steps),
+               "--neurons-log2", *map(str, args.neurons_log2), "--dtypes", *args.dtypes]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=os.path.dirname(os.path.abspath(args.sj014)))
+        if done.returncode == 0 and done.stdout.strip():
+            rows += json.loads(done.stdout.strip().splitlines()[-1])
+        else:
+            print(f"SpikingJelly 0.0.0.0.14 run failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+    if not args.skip_pool:
+        rows += bench_pool(args.steps, args.neurons_log2, args.dtypes)
+    report(rows, bandwidth)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": torch.cuda.get_device_name(), "copy_gbs": bandwidth, "rows": rows}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
