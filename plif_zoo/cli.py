@@ -6,6 +6,7 @@ Each command is a ``cmd_<name>(args)`` function registered in ``_build_parser``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -46,6 +47,77 @@ def _recipe_overrides(args: argparse.Namespace) -> dict:
             "val_fraction", "max_train_samples", "max_eval_samples", "eval_batch_size",
             "checkpoint_every", "device", "amp", "threads", "num_workers", "backend")
     return {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .registry import list_models, model_info
+
+    ids = list_models(args.pattern, pretrained=args.pretrained)
+    if not ids:
+        print(f"no model matches {args.pattern!r}" + (" with weights" if args.pretrained else ""),
+              file=sys.stderr)
+        return 1
+    print(f"{'id':<28} {'input':<17} {'T':>3} {'params':>8} {'paper A':>8} {'ours':>7}  weights")
+    for model_id in ids:
+        info = model_info(model_id)
+        paper = f"{info.paper_accuracy_a:.2f}" if info.paper_accuracy_a is not None else "-"
+        ours = f"{info.accuracy:.2f}" if info.accuracy is not None else "-"
+        shape = "x".join(map(str, info.input_shape))
+        print(f"{model_id:<28} {shape:<17} {info.T:>3} {info.num_params / 1e6:>7.2f}M {paper:>8} "
+              f"{ours:>7}  {'yes' if info.has_weights else 'no'}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import json
+
+    from .registry import model_info
+
+    row = model_info(args.model).as_dict()
+    if args.json:
+        print(json.dumps(row, indent=2))
+        return 0
+    width = max(map(len, row))
+    for key, value in row.items():
+        if isinstance(value, list) and key == "label_names":
+            value = ", ".join(value)
+        elif isinstance(value, list):
+            value = " x ".join(map(str, value))
+        elif key == "num_params":
+            value = f"{value:,}"
+        elif value is None:
+            value = "-"
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from .registry import load
+
+    model = load(args.model, revision=args.revision, cache_dir=args.cache_dir)
+    print(f"{args.model}: weights verified (sha256) and cached; "
+          f"{sum(p.numel() for p in model.parameters()):,} parameters")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import DemoUnavailable, run_demo
+
+    try:
+        r = run_demo(args.model, out=args.out, device=args.device, T=args.T, backend=args.backend)
+    except DemoUnavailable as err:
+        print(f"plif-zoo demo: {err}", file=sys.stderr)
+        return 2
+    print(f"{r.model_id}: {len(r.labels)} sample images")
+    for i, (pred, true, conf) in enumerate(zip(r.predictions, r.labels, r.confidence, strict=True)):
+        mark = "ok" if pred == true else "WRONG"
+        if r.rates[i].sum() == 0:
+            mark += " (no output spikes)"
+        print(f"  {i}: {pred:<12} {100 * conf:5.1f}%  (true: {true}) {mark}")
+    print("tau per layer: " + ", ".join(f"{k} {v:.3g}" for k, v in r.taus.items()))
+    if r.png is not None:
+        print(f"figure: {r.png}")
+    return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -100,6 +172,30 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="plif-zoo", description="PLIF spiking neural networks: model zoo, evaluation, training"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    p = sub.add_parser("list", help="registry ids with input, T, parameters, accuracy, weights")
+    p.add_argument("pattern", nargs="?", default="*", metavar="PATTERN", help="shell wildcard, e.g. 'cifar10*'")
+    p.add_argument("--pretrained", action="store_true", help="only models with weights")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("info", help="everything known about one model (architecture, accuracy, weights)")
+    p.add_argument("model", metavar="MODEL", help="registry id, e.g. fashion-mnist-plif")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("download", help="fetch and verify a model's weights into the Hugging Face cache")
+    p.add_argument("model", metavar="MODEL", help="registry id or hf-hub:ORG/NAME[@REV]")
+    p.add_argument("--revision", help="Hub branch, tag or commit (default: the registry's pinned one)")
+    p.add_argument("--cache-dir", help="Hugging Face cache folder (default: $HF_HOME/hub)")
+    p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("demo", help="classify the sample images shipped in the package; write a PNG")
+    p.add_argument("--model", help="registry id (default: the best model with weights)")
+    p.add_argument("--out", default="plif-zoo-demo.png", help="PNG path (default plif-zoo-demo.png)")
+    p.add_argument("--device", help="cpu (default), cuda ...")
+    p.add_argument("--T", type=int, help="time steps (default: the model's)")
+    p.add_argument("--backend", default="auto", help="neuron backend: auto, torch, cpu, cupy")
+    p.set_defaults(func=cmd_demo)
+
     p = sub.add_parser("train", help="train a model with the paper's recipe (DDP: torchrun --no-python plif-zoo train ...)")
     p.add_argument("model", metavar="MODEL_OR_CONFIG", help="registry id (configs/ID.yaml applies) or a YAML config")
     _recipe_args(p)
@@ -131,13 +227,23 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of a train run")
     p.add_argument("--out", help="folder for the PNGs (default RUN_DIR)")
     p.set_defaults(func=cmd_plot)
-    del sub  # commands are added below this line, one block each
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    return args.func(args) or 0
+    from .hub import ChecksumError, HubDownloadError
+    from .registry import NoPretrainedWeightsError, UnknownModelError
+
+    try:
+        return args.func(args) or 0
+    except (UnknownModelError, NoPretrainedWeightsError, HubDownloadError, ChecksumError,
+            FileNotFoundError, ValueError) as err:
+        # the zoo's errors say what to do; PLIF_ZOO_DEBUG=1 shows the traceback
+        if os.environ.get("PLIF_ZOO_DEBUG"):
+            raise
+        print(f"plif-zoo {args.command}: error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
