@@ -31,6 +31,7 @@ __all__ = [
     "create_model",
     "load",
     "weights_dirs",
+    "markdown_table",
 ]
 
 # Weights that exist, one entry per id. ``revision`` is the pinned Hub commit (40 hex),
@@ -384,3 +385,26 @@ def load(
 def create_model(name: str, **kwargs) -> SpikingConvNet:
     """An untrained zoo model: ``load(name, pretrained=False, **kwargs)``."""
     return load(name, pretrained=False, **kwargs)
+
+
+def markdown_table(pattern: str = "*") -> str:
+    """The README's registry table: id, dataset, T, params, paper accuracy, ours, weights."""
+    rows = [
+        "| id | dataset | input | T | params | paper A | paper B | ours | weights |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+
+    def pct(value: float | None) -> str:
+        return f"{value:.2f}%" if value is not None else "-"
+
+    for model_id in (i for i in _REGISTRY if fnmatch.fnmatchcase(i, pattern)):  # paper order
+        info = model_info(model_id)
+        shape = "x".join(map(str, info.input_shape))
+        ours = pct(info.accuracy) + (f" ({info.accuracy_protocol})" if info.accuracy_protocol else "")
+        weights = f"[yes](https://huggingface.co/{info.weights.hf_repo})" if info.weights else "no"
+        rows.append(
+            f"| `{model_id}` | {info.dataset} | {shape} | {info.T} | {info.num_params / 1e6:.2f}M | "
+            f"{pct(info.paper_accuracy_a)} | {pct(info.paper_accuracy_b)} | {ours} | {weights} |"
+        )
+    return "\n".join(rows) + "\n"
+

@@ -196,3 +196,39 @@ def test_new_class_count_rebuilds_only_the_output_layer(tmp_path):
 def test_folder_without_config_says_what_a_model_folder_holds(tmp_path):
     with pytest.raises(FileNotFoundError, match="save_pretrained"):
         plif_zoo.load(f"local-dir:{tmp_path}")
+
+
+def _readme_table_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "readme_table.py"
+    spec = importlib.util.spec_from_file_location("readme_table", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_markdown_table_has_one_row_per_id_in_paper_order():
+    rows = registry.markdown_table().splitlines()[2:]
+    ids = [row.split("`")[1] for row in rows]
+    assert sorted(ids) == plif_zoo.list_models() and ids[0] == "mnist-plif"
+    assert "| `cifar10-plif` | cifar10 | 3x32x32 | 8 | 36.72M | 93.50% | 92.58% | - | no |" in rows
+
+
+def test_readme_table_script_replaces_between_markers(tmp_path):
+    script = _readme_table_script()
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{script.START}\nold\n{script.END}\nrest\n")
+    assert script.main(["--check", "--readme", str(readme)]) == 1
+    assert script.main(["--write", "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("rest\n") and "| `mnist-plif` |" in text
+    assert script.main(["--check", "--readme", str(readme)]) == 0
+
+
+def test_readme_zoo_table_is_current():
+    script = _readme_table_script()
+    if script.START not in script.README.read_text():
+        pytest.skip("README.md has no zoo-table markers yet")
+    assert script.main(["--check"]) == 0, "run python scripts/readme_table.py --write"
