@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,7 +17,7 @@ from spikingjelly.activation_based import surrogate
 
 from plif_zoo import PLIFNode, SpikeMaxPool2d, kernels
 from plif_zoo.kernels import __main__ as compile_tool
-from plif_zoo.kernels import build
+from plif_zoo.kernels import build, ops
 from plif_zoo.kernels.spec import surrogate_spec
 from plif_zoo.neurons import NeuronConfig, multi_step
 
@@ -240,3 +241,109 @@ def test_max_pool_bodies_match_max_pool2d(harness, dtype, kernel, hw, k2):
         assert harness.host_max_pool(DTYPE_IDS[dtype], 1, int(k2), _ptr(grad_y), _ptr(arg), _ptr(grad_x), *args) == 0
         want.backward(grad_y.float())
         assert torch.equal(grad_x.float(), xr.grad)
+
+
+# ---- the launchers (ops.py) against the emulated launch ----------------------------------------
+
+_PTX_TYPES = {np.uint64: ("u64", "b64"), np.int64: ("u64", "s64", "b64"),
+              np.int32: ("u32", "s32", "b32"), np.float32: ("f32",)}
+_C_TYPES = {np.uint64: ctypes.c_void_p, np.int64: ctypes.c_longlong, np.int32: ctypes.c_int,
+            np.float32: ctypes.c_float}
+
+
+@pytest.fixture(scope="module")
+def ptx_params():
+    return {name: p for source in build.sources() for name, p in build.kernel_params(source).items()}
+
+
+@pytest.fixture
+def emulated(harness, ptx_params, monkeypatch):
+    """Replace ops._launch by the host emulation; check each argument against the kernel's PTX."""
+    launched = []
+
+    def launch(device, source, name, grid, block, args):
+        assert device.type == "cpu" and name in build.entry_names(source)
+        params = ptx_params[name]
+        assert len(args) == len(params), f"{name}: {len(args)} arguments for {len(params)} parameters"
+        for i, (arg, ptx_type) in enumerate(zip(args, params, strict=True)):
+            assert ptx_type in _PTX_TYPES[type(arg)], f"{name}: argument {i} is {type(arg).__name__}, kernel takes .{ptx_type}"
+        c_args = [_C_TYPES[type(a)](a.item()) for a in args]
+        grid_block = (ctypes.c_longlong(grid), ctypes.c_int(block))
+        if name == "sum_partials":
+            rc = harness.emu_sum_partials(*grid_block, *c_args)
+        else:
+            kind, dtype, variant = name.rsplit("_", 2)
+            dt = ("f32", "f16", "bf16").index(dtype)
+            if kind == "neuron_forward":
+                rc = harness.emu_neuron_forward(dt, int(variant[1:]), *grid_block, *c_args)
+            elif kind == "neuron_backward":
+                rc = harness.emu_neuron_backward(dt, int(variant[1:]), *grid_block, *c_args)
+            else:
+                rc = harness.emu_max_pool(dt, int(kind == "max_pool_backward"), int(variant == "k2"),
+                                          *grid_block, *c_args)
+        assert rc == 0, f"{name}: wrong launch configuration grid={grid} block={block}"
+        launched.append(name)
+
+    monkeypatch.setattr(ops, "_launch", launch)
+    return launched
+
+
+def _launcher_neuron(x, v0, k, cfg, grad_s, grad_v):
+    spec = surrogate_spec(cfg.surrogate_function)
+    x = x.detach().requires_grad_(True)
+    v0 = v0.clone().requires_grad_(True)
+    k = k.clone().requires_grad_(True)
+    s, v = ops.NeuronFunction.apply(x, v0, k, cfg, spec)
+    loss = (v * grad_v).sum()
+    if grad_s is not None:
+        loss = loss + (s.float() * grad_s.float()).sum()
+    loss.backward()
+    return s.detach(), v.detach(), x.grad, v0.grad, k.grad
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("store_v_seq", [False, True])
+@pytest.mark.parametrize("neurons,vec", [(8 * 129, 4), (3 * 7, 1), (2 * 256 * 4 + 4, 4)])
+def test_neuron_launchers_match_the_torch_reference(emulated, dtype, store_v_seq, neurons, vec):
+    gen = torch.Generator().manual_seed(11)
+    x = (torch.randn(4, neurons, generator=gen) * 1.5 + 0.8).to(dtype)
+    v0 = torch.randn(neurons, generator=gen) * 0.3
+    k = torch.tensor(0.45)
+    cfg = NeuronConfig(True, 1.0, 0.0, False, surrogate.Sigmoid(alpha=4.0), store_v_seq)
+    grad_s = torch.randn(x.shape, generator=gen).to(dtype)
+    grad_v = torch.randn(x.shape if store_v_seq else x.shape[1:], generator=gen)
+    got = _launcher_neuron(x, v0, k, cfg, grad_s, grad_v)
+    _assert_neuron_close(got, _torch_neuron(x, v0, k, cfg, grad_s, grad_v), dtype)
+    d = {torch.float32: "f32", torch.bfloat16: "bf16"}[dtype]
+    assert emulated == [f"neuron_forward_{d}_v{vec}", f"neuron_backward_{d}_v{vec}", "sum_partials"]
+
+
+def test_neuron_launchers_fall_back_to_one_neuron_per_thread_when_misaligned(emulated):
+    x = (torch.randn(3 * 64 + 1) + 0.8)[1:].view(3, 64)  # a view one float into its storage
+    v0 = torch.zeros(64)
+    cfg = NeuronConfig(True, 1.0, None, True, surrogate.ATan(alpha=2.0), False)
+    grad_v = torch.randn(64)
+    got = _launcher_neuron(x, v0, torch.tensor(0.5), cfg, None, grad_v)  # no spike gradient
+    _assert_neuron_close(got, _torch_neuron(x, v0, torch.tensor(0.5), cfg, None, grad_v), torch.float32)
+    # backward's tensors (H, gradients) are fresh, aligned allocations: packs again
+    assert emulated == ["neuron_forward_f32_v1", "neuron_backward_f32_v4", "sum_partials"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("kernel,hw,variant", [((2, 2), (8, 10), "k2"), ((2, 2), (7, 9), "any"),
+                                               ((3, 3), (9, 10), "any")])
+def test_max_pool_launchers_match_max_pool2d(emulated, dtype, kernel, hw, variant):
+    gen = torch.Generator().manual_seed(12)
+    x = (torch.rand(3, 2, 5, *hw, generator=gen) < 0.3).to(dtype)
+    x = x.transpose(-1, -2).contiguous().transpose(-1, -2)  # non-contiguous input
+    xr = x.clone().requires_grad_(True)
+    y = ops.MaxPoolFunction.apply(xr, kernel)
+    xt = x.float().flatten(0, 1).requires_grad_(True)
+    want = F.max_pool2d(xt, kernel, kernel)
+    assert torch.equal(y.float().flatten(0, 1), want)
+    grad_y = torch.randn(y.shape, generator=gen).to(dtype)
+    y.backward(grad_y)
+    want.backward(grad_y.float().flatten(0, 1))
+    assert torch.equal(xr.grad.float().flatten(0, 1), xt.grad)
+    d = {torch.float32: "f32", torch.float16: "f16"}[dtype]
+    assert emulated == [f"max_pool_forward_{d}_{variant}", f"max_pool_backward_{d}_{variant}"]

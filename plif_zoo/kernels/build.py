@@ -79,7 +79,7 @@ def cuda_include_dir() -> str:
 
 def compile_options(arch: str) -> list[str]:
     """NVRTC options; ``arch`` like ``sm_90``. No fast math: results must match torch's."""
-    if not re.fullmatch(r"sm_\d{2,3}[af]?", arch):
+    if not re.fullmatch(r"(sm|compute)_\d{2,3}[af]?", arch):
         raise ValueError(f"arch must look like 'sm_80' or 'sm_90', got {arch!r}")
     return [
         f"--gpu-architecture={arch}",
@@ -129,6 +129,21 @@ def nvrtc_version() -> str:
 
 def compile_cubin(source: str, arch: str) -> tuple[bytes, str]:
     """Compile ``source`` (a file name in this folder) for ``arch``; returns (cubin, log)."""
+    return _compile(source, arch, ptx=False)
+
+
+def kernel_params(source: str) -> dict[str, list[str]]:
+    """Entry name -> PTX parameter types (``u64``, ``u32``, ``f32``...), from the compiled PTX.
+
+    The launchers' argument tuples are checked against these (tests), since a wrong scalar
+    width would silently shift every later kernel argument on the GPU.
+    """
+    ptx, _ = _compile(source, "compute_80", ptx=True)
+    entries = re.findall(r"\.entry\s+(\w+)\s*\((.*?)\)", ptx.decode(), flags=re.S)
+    return {name: re.findall(r"\.param\s+\.(\w+)", params) for name, params in entries}
+
+
+def _compile(source: str, arch: str, ptx: bool) -> tuple[bytes, str]:
     nvrtc = _nvrtc()
     text = (KERNEL_DIR / source).read_bytes()
     prog = _check(nvrtc.nvrtcCreateProgram(text, source.encode(), 0, [], []), "create")
@@ -141,10 +156,15 @@ def compile_cubin(source: str, arch: str) -> tuple[bytes, str]:
         log_text = log.rstrip(b"\0 ").decode(errors="replace")
         if int(status) != 0:
             raise CompileError(f"{source} does not compile for {arch}:\n{log_text}")
-        size = _check(nvrtc.nvrtcGetCUBINSize(prog), "cubin size")
-        cubin = b" " * size
-        _check(nvrtc.nvrtcGetCUBIN(prog, cubin), "cubin")
-        return cubin, log_text
+        if ptx:
+            size = _check(nvrtc.nvrtcGetPTXSize(prog), "ptx size")
+            code = b" " * size
+            _check(nvrtc.nvrtcGetPTX(prog, code), "ptx")
+        else:
+            size = _check(nvrtc.nvrtcGetCUBINSize(prog), "cubin size")
+            code = b" " * size
+            _check(nvrtc.nvrtcGetCUBIN(prog, code), "cubin")
+        return code, log_text
     finally:
         nvrtc.nvrtcDestroyProgram(prog)
 
