@@ -100,6 +100,22 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_push(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .hub import push_to_hub, read_config
+    from .registry import published_entry
+
+    folder = Path(args.folder)
+    model_id = read_config(folder).get("card", {}).get("model_id") or folder.name
+    repo = args.repo or f"plif-zoo/{model_id}"
+    info = push_to_hub(folder, repo, revision=args.revision, private=args.private)
+    print(f"pushed {folder} to {repo} at commit {info.oid}")
+    print("register it with this line in PUBLISHED_WEIGHTS (plif_zoo/registry.py):")
+    print(published_entry(folder, info.oid, hf_repo=repo))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import DemoUnavailable, run_demo
 
@@ -187,6 +203,13 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", help="Hub branch, tag or commit (default: the registry's pinned one)")
     p.add_argument("--cache-dir", help="Hugging Face cache folder (default: $HF_HOME/hub)")
     p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("push", help="upload a model folder to the Hub; print its registry line")
+    p.add_argument("folder", metavar="MODEL_DIR", help="folder written by save_pretrained / train")
+    p.add_argument("--repo", help="Hub repo ORG/NAME (default plif-zoo/MODEL_ID)")
+    p.add_argument("--revision", help="branch to push to (created if missing; default main)")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("demo", help="classify the sample images shipped in the package; write a PNG")
     p.add_argument("--model", help="registry id (default: the best model with weights)")

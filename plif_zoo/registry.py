@@ -32,6 +32,7 @@ __all__ = [
     "load",
     "weights_dirs",
     "markdown_table",
+    "published_entry",
 ]
 
 # Weights that exist, one entry per id. ``revision`` is the pinned Hub commit (40 hex),
@@ -407,4 +408,25 @@ def markdown_table(pattern: str = "*") -> str:
             f"{pct(info.paper_accuracy_a)} | {pct(info.paper_accuracy_b)} | {ours} | {weights} |"
         )
     return "\n".join(rows) + "\n"
+
+
+def published_entry(folder: str | os.PathLike, revision: str, hf_repo: str | None = None) -> str:
+    """The ``PUBLISHED_WEIGHTS`` line that registers a model folder pushed to the Hub at ``revision``.
+
+    Reads the id, sha256, accuracy (``accuracy_b`` first) and protocol from its config.json.
+    """
+    config = hub.read_config(folder)
+    card = config.get("card", {})
+    model_id = card.get("model_id") or Path(folder).name
+    model_info(model_id)  # must be a registry id
+    metrics = card.get("metrics") or {}
+    accuracy = metrics.get("accuracy_b", next(iter(metrics.values()), None))
+    fields = [f"revision={revision!r}", f"sha256={config['files'][hub.WEIGHTS_NAME]['sha256']!r}"]
+    if hf_repo and hf_repo != f"{HUB_ORG}/{model_id}":
+        fields.insert(0, f"hf_repo={hf_repo!r}")
+    if accuracy is not None:
+        fields.append(f"accuracy={float(accuracy)!r}")
+    if card.get("protocol"):
+        fields.append(f"protocol={card['protocol']!r}")
+    return f"    {model_id!r}: dict({', '.join(fields)}),"
 

@@ -201,3 +201,19 @@ def test_push_rejects_bad_repo_ids(hf_env, folder):
     with pytest.raises(ValueError, match="invalid Hub repo id"):
         plif_zoo.push_to_hub(folder, "../escape")
 
+
+def test_cli_push_prints_the_registry_line_that_makes_the_id_loadable(server, hf_env, folder,
+                                                                      monkeypatch, capsys):
+    from plif_zoo.cli import main
+
+    monkeypatch.setenv("HF_TOKEN", "test-token")
+    assert main(["push", str(folder)]) == 0
+    out = capsys.readouterr().out
+    commit = server.repos[REPO].refs["main"]
+    assert f"at commit {commit}" in out
+    line = out.strip().splitlines()[-1]
+    table = eval("{" + line + "}")  # the line goes into PUBLISHED_WEIGHTS as written
+    assert table[MODEL_ID]["revision"] == commit and table[MODEL_ID]["accuracy"] == 12.5
+    publish(monkeypatch, table[MODEL_ID]["sha256"], table[MODEL_ID]["revision"])
+    assert _same_weights(plif_zoo.load(MODEL_ID), plif_zoo.load(f"local-dir:{folder}"))
+
