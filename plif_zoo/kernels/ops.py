@@ -9,6 +9,7 @@ forward's); the max-pool forward keeps one uint8 per output.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ REDUCE_BLOCK = 1024  # neuron.cu's kReduceBlock
 POOL_BLOCK = 256
 DTYPE_NAMES = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
 
+_modules: dict[tuple[int, str], object] = {}
 _functions: dict[tuple[int, str], object] = {}
 _streams: dict[tuple[int, int], object] = {}
 
@@ -31,11 +33,13 @@ def _kernel(device: torch.device, source: str, name: str):
     index = device.index if device.index is not None else torch.cuda.current_device()
     fn = _functions.get((index, name))
     if fn is None:
-        major, minor = torch.cuda.get_device_capability(index)
-        path = build.cached_cubin(source, f"sm_{major}{minor}")
+        module = _modules.get((index, source))
+        if module is None:
+            major, minor = torch.cuda.get_device_capability(index)
+            path = build.cached_cubin(source, f"sm_{major}{minor}")
+            module = _modules[(index, source)] = cupy.RawModule(path=str(path))
         with cupy.cuda.Device(index):
-            fn = cupy.RawModule(path=str(path)).get_function(name)
-        _functions[(index, name)] = fn
+            fn = _functions[(index, name)] = module.get_function(name)
     return fn
 
 
@@ -47,8 +51,11 @@ def _launch(device: torch.device, source: str, name: str, grid: int, block: int,
     ptr = torch.cuda.current_stream(index).cuda_stream
     stream = _streams.get((index, ptr))
     if stream is None:
-        with cupy.cuda.Device(index):
-            stream = _streams[(index, ptr)] = cupy.cuda.ExternalStream(ptr)
+        # cupy 14 deprecates ExternalStream for Stream.from_external, which needs the CUDA
+        # stream protocol that older torch streams lack; the raw pointer works with both.
+        with cupy.cuda.Device(index), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            stream = _streams[(index, ptr)] = cupy.cuda.ExternalStream(ptr, index)
     with cupy.cuda.Device(index), stream:
         fn((grid,), (block,), args)
 
