@@ -306,7 +306,13 @@ def test_max_pool_rejects_windows_larger_than_the_input():
 
 
 def test_concurrent_builds_leave_one_complete_library(tmp_path, monkeypatch):
-    monkeypatch.setenv("PLIF_ZOO_CACHE", str(tmp_path))
+    # a one-function source keeps this fast; the temp-name-then-rename path is the real one
+    source = tmp_path / "src" / "tiny.cpp"
+    source.parent.mkdir()
+    source.write_text('extern "C" int plif_tiny(void) { return 7; }\n')
+    monkeypatch.setattr(_build, "SOURCES", (source,))
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("PLIF_ZOO_CACHE", str(cache))
     paths, errors = [], []
 
     def build():
@@ -321,8 +327,8 @@ def test_concurrent_builds_leave_one_complete_library(tmp_path, monkeypatch):
     for t in workers:
         t.join()
     assert not errors and len(set(paths)) == 1
-    assert [p.name for p in tmp_path.iterdir()] == [paths[0].name]  # no temporary leftovers
-    assert hasattr(ctypes.CDLL(str(paths[0])), "plif_forward_f32")
+    assert [p.name for p in cache.iterdir()] == [paths[0].name]  # no temporary leftovers
+    assert ctypes.CDLL(str(paths[0])).plif_tiny() == 7
 
 
 def test_compiler_failure_is_reported(tmp_path, monkeypatch):

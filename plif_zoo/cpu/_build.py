@@ -22,7 +22,10 @@ _HERE = Path(__file__).resolve().parent
 SOURCES = (_HERE / "neuron.cpp", _HERE / "pool.cpp")
 HEADERS = (_HERE.parent / "kernels" / "neuron_math.h",)
 # No -ffast-math and no fp contraction: the kernels must round exactly like torch does.
-FLAGS = ("-O3", "-std=c++17", "-fopenmp", "-shared", "-fPIC", "-ffp-contract=off")
+# -fno-trapping-math changes no result; it lets gcc vectorise the selects of the reset.
+FLAGS = (
+    "-O3", "-std=c++17", "-fopenmp", "-shared", "-fPIC", "-ffp-contract=off", "-fno-trapping-math",
+)
 
 _lock = threading.Lock()
 _state: dict[str, object] = {}  # "lib" (ctypes.CDLL) or "error" (str), set once
@@ -103,12 +106,14 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     """Set the C signatures of the exported functions (see neuron.cpp and pool.cpp)."""
     ptr, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
     for suffix, real in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):
-        params = [real, real, real, i32, i32, i32, i32, i32]  # v_th, v_reset, alpha, ids, threads
         fwd = getattr(lib, f"plif_forward_{suffix}")
-        fwd.argtypes = [ptr, ptr, real, ptr, ptr, ptr, ptr, i64, i64, *params]
+        # x, v_init, k, s, v_seq, v_last, steps, n, v_th, v_reset, hard, decay_input, threads
+        fwd.argtypes = [ptr, ptr, real, ptr, ptr, ptr, i64, i64, real, real, i32, i32, i32]
         fwd.restype = None
         bwd = getattr(lib, f"plif_backward_{suffix}")
-        bwd.argtypes = [ptr, ptr, ptr, ptr, ptr, real, ptr, ptr, ptr, i64, i64, *params]
+        # x, v_init, k, grad_s, grad_v_seq, grad_v_last, grad_x, grad_v_init, grad_k, steps, n,
+        # v_th, v_reset, alpha, sg_id, hard, decay_input, detach, threads
+        bwd.argtypes = [ptr, ptr, real, *[ptr] * 6, i64, i64, real, real, real, *[i32] * 5]
         bwd.restype = i32
         pool_fwd = getattr(lib, f"plif_pool_forward_{suffix}")
         pool_fwd.argtypes = [ptr, ptr, ptr, *[i64] * 7, i32]

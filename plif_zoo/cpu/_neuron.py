@@ -17,64 +17,65 @@ def _ptr(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
-def _params(cfg: NeuronConfig) -> tuple:
-    """v_th, v_reset, alpha, sg_id, hard, decay_input, detach, threads: the kernels' tail args."""
+def _spec(cfg: NeuronConfig) -> tuple[int, float]:
     spec = surrogate_spec(cfg.surrogate_function)
     if spec is None:
         raise ValueError(
             f"backend='cpu' does not implement surrogate {type(cfg.surrogate_function).__name__}; "
             f"use backend='torch' or 'auto'"
         )
-    sg_id, alpha = spec
-    hard = cfg.v_reset is not None
-    return (
-        cfg.v_threshold, cfg.v_reset if hard else 0.0, alpha, sg_id,
-        int(hard), int(cfg.decay_input), int(cfg.detach_reset), torch.get_num_threads(),
-    )
+    return spec
 
 
-def _forward(x: torch.Tensor, v_init: torch.Tensor, k: float, cfg: NeuronConfig, keep_h: bool):
-    """x: [T, M], v_init: [M] contiguous -> (s [T, M], h [T, M] or None, v_out)."""
-    lib = _build.library()
+def _forward(x: torch.Tensor, v_init: torch.Tensor, k: float, cfg: NeuronConfig):
+    """x: [T, M], v_init: [M] contiguous -> (s [T, M], v_last [M] or v_seq [T, M])."""
     steps, n = x.shape
     s = torch.empty_like(x)
-    h = torch.empty_like(x) if keep_h else None
     v_seq = torch.empty_like(x) if cfg.store_v_seq else None
     v_last = torch.empty_like(v_init)
-    getattr(lib, f"plif_forward_{_SUFFIX[x.dtype]}")(
-        x.data_ptr(), v_init.data_ptr(), k, s.data_ptr(), _ptr(h), _ptr(v_seq), v_last.data_ptr(),
-        steps, n, *_params(cfg),
+    hard = cfg.v_reset is not None
+    getattr(_build.library(), f"plif_forward_{_SUFFIX[x.dtype]}")(
+        x.data_ptr(), v_init.data_ptr(), k, s.data_ptr(), _ptr(v_seq), v_last.data_ptr(),
+        steps, n, cfg.v_threshold, cfg.v_reset if hard else 0.0, int(hard), int(cfg.decay_input),
+        torch.get_num_threads(),
     )
-    return s, h, (v_seq if v_seq is not None else v_last)
+    return s, (v_seq if v_seq is not None else v_last)
 
 
 class CompiledMultiStep(torch.autograd.Function):
-    """x_seq: [T, M], v_init: [M] (contiguous, float32/64), k: 0-dim -> (spikes, v_last or v_seq)."""
+    """x_seq: [T, M], v_init: [M] (contiguous, float32/64), k: 0-dim -> (spikes, v_last or v_seq).
+
+    Saves X (which its producer holds anyway) rather than a new H tensor; the backward
+    recomputes H and V[t-1] chunk by chunk in cache.
+    """
 
     @staticmethod
     def forward(ctx, x_seq, v_init, k, cfg: NeuronConfig):
-        s, h, v_out = _forward(x_seq, v_init, k.item(), cfg, keep_h=True)
-        ctx.save_for_backward(h, v_init, k)
+        s, v_out = _forward(x_seq, v_init, k.item(), cfg)
+        ctx.save_for_backward(x_seq, v_init, k)
         ctx.cfg = cfg
         ctx.set_materialize_grads(False)
         return s, v_out
 
     @staticmethod
     def backward(ctx, grad_s, grad_v):
-        h, v_init, k = ctx.saved_tensors
+        x, v_init, k = ctx.saved_tensors
         cfg: NeuronConfig = ctx.cfg
-        steps, n = h.shape
+        steps, n = x.shape
         grad_s = None if grad_s is None else grad_s.contiguous()
         grad_v = None if grad_v is None else grad_v.contiguous()
-        grad_x = torch.empty_like(h)
+        grad_x = torch.empty_like(x)
         grad_v_init = torch.empty_like(v_init) if ctx.needs_input_grad[1] else None
         grad_k = ctypes.c_double()
-        status = getattr(_build.library(), f"plif_backward_{_SUFFIX[h.dtype]}")(
-            _ptr(grad_s),
+        sg_id, alpha = _spec(cfg)
+        hard = cfg.v_reset is not None
+        status = getattr(_build.library(), f"plif_backward_{_SUFFIX[x.dtype]}")(
+            x.data_ptr(), v_init.data_ptr(), k.item(), _ptr(grad_s),
             _ptr(grad_v) if cfg.store_v_seq else None,
             None if cfg.store_v_seq else _ptr(grad_v),
-            h.data_ptr(), v_init.data_ptr(), k.item(), grad_x.data_ptr(), _ptr(grad_v_init),
-            ctypes.byref(grad_k), steps, n, *_params(cfg),
+            grad_x.data_ptr(), _ptr(grad_v_init), ctypes.byref(grad_k), steps, n,
+            cfg.v_threshold, cfg.v_reset if hard else 0.0, alpha, sg_id, int(hard),
+            int(cfg.decay_input), int(cfg.detach_reset), torch.get_num_threads(),
         )
         if status != 0:
             raise MemoryError("plif_zoo cpu backend: out of memory in the neuron backward pass")
@@ -113,9 +114,10 @@ def neuron_multi_step(
     x = x_seq.to(compute).reshape(x_seq.shape[0], -1).contiguous()
     v0 = v0.reshape(-1).contiguous()
     k = k.to(compute).reshape(())
+    _spec(cfg)
     if torch.is_grad_enabled() and (x.requires_grad or v0.requires_grad or k.requires_grad):
         s, v_out = CompiledMultiStep.apply(x, v0, k, cfg)
-    else:  # inference: nothing saved for backward
-        s, _, v_out = _forward(x, v0, k.item(), cfg, keep_h=False)
+    else:
+        s, v_out = _forward(x, v0, k.item(), cfg)
     v_shape = x_seq.shape if cfg.store_v_seq else step_shape
     return s.reshape(x_seq.shape).to(x_seq.dtype), v_out.reshape(v_shape)

@@ -1,10 +1,14 @@
 // Multi-step PLIF/LIF forward and backward on the CPU, over the math of neuron_math.h.
 //
-// Tensors are contiguous [T, N] (N = all neurons of one step). Neurons are cut into chunks of
-// CHUNK; each OpenMP thread takes whole chunks and walks T once per pass, keeping the chunk's
-// state in a local array, so every pass streams its inputs and outputs exactly once.
+// Tensors are contiguous [T, N] (N = all neurons of one step). Neurons are cut into chunks;
+// each OpenMP thread takes whole chunks and walks T with the chunk's state in local arrays.
+// The forward writes only the spikes (and V when asked). The backward reads X again and
+// recomputes H and V[t-1] of its chunk into a small local buffer, then runs the reverse-time
+// recurrence: on the CPU, saving X (which the caller holds anyway) beats writing and reading
+// back a fresh H tensor.
 // dL/dk is summed per chunk in double, then over chunks in chunk order: the result does not
-// depend on the number of threads and two backward passes give bit-identical gradients.
+// depend on the number of threads, and two backward passes give bit-identical gradients.
+// The options are template parameters so that each inner loop is branch-free and vectorises.
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -12,100 +16,200 @@
 
 namespace {
 
-constexpr int64_t CHUNK = 512;
+constexpr int64_t MAX_WIDTH = 512;
 
+// Chunk width for the backward: keeps its local [T, width] buffers around 64 KiB.
+int64_t backward_width(int64_t steps) {
+    int64_t width = steps > 0 ? 8192 / steps : MAX_WIDTH;
+    width = width > MAX_WIDTH ? MAX_WIDTH : width;
+    return width < 16 ? 16 : width - width % 16;
+}
+
+// One time step of one chunk. The loops live in functions of their own so that __restrict__
+// tells the compiler the arrays do not overlap, which lets it vectorise them.
 template <typename T>
-void forward(const T* x, const T* v_init, T k, T* s, T* h_out, T* v_seq, T* v_last,
-             int64_t steps, int64_t n, plif_params<T> p, int threads) {
-    const int64_t chunks = (n + CHUNK - 1) / CHUNK;
+inline void forward_step(const T* __restrict__ x, T* __restrict__ s, T* __restrict__ v,
+                         int64_t m, T k, const plif_params<T>& p) {
+    for (int64_t i = 0; i < m; ++i) {
+        const T h = plif_charge(v[i], x[i], k, p);
+        const T spike = plif_fire(h, p);
+        v[i] = plif_reset(h, spike, p);
+        s[i] = spike;
+    }
+}
+
+// Forward again, keeping H[t] and V[t-1] for the reverse pass; v is the state.
+template <typename T>
+inline void recompute_step(const T* __restrict__ x, T* __restrict__ h_out, T* __restrict__ v_prev,
+                           T* __restrict__ v, int64_t m, T k, const plif_params<T>& p) {
+    for (int64_t i = 0; i < m; ++i) {
+        const T h = plif_charge(v[i], x[i], k, p);
+        v_prev[i] = v[i];
+        h_out[i] = h;
+        v[i] = plif_reset(h, plif_fire(h, p), p);
+    }
+}
+
+// carry holds dL/dV[t] on entry and dL/dV[t-1] on exit; acc accumulates dL/dk per neuron.
+template <typename T>
+inline void reverse_step(const T* __restrict__ h, const T* __restrict__ v_prev,
+                         const T* __restrict__ grad_s, const T* __restrict__ grad_v,
+                         T* __restrict__ grad_x, T* __restrict__ acc, T* __restrict__ carry,
+                         int64_t m, T k, const plif_params<T>& p) {
+    for (int64_t i = 0; i < m; ++i) {
+        const T gh = plif_grad_h(h[i], grad_s[i], carry[i] + grad_v[i], p);
+        grad_x[i] = plif_grad_x(gh, k, p);
+        acc[i] += plif_grad_k_term(gh, h[i], v_prev[i], k, p);
+        carry[i] = plif_grad_v_prev(gh, k);
+    }
+}
+
+template <typename T, bool HARD, bool DECAY>
+void forward(const T* x, const T* v_init, T k, T* s, T* v_seq, T* v_last, int64_t steps,
+             int64_t n, T v_th, T v_reset, int threads) {
+    const int64_t chunks = (n + MAX_WIDTH - 1) / MAX_WIDTH;
 #pragma omp parallel for schedule(static) num_threads(threads) if (chunks > 1)
     for (int64_t c = 0; c < chunks; ++c) {
-        const int64_t lo = c * CHUNK;
-        const int64_t m = n - lo < CHUNK ? n - lo : CHUNK;
-        T v[CHUNK];
+        // built here, not outside the parallel region, so its constant fields stay constant
+        const plif_params<T> p = plif_make_params<T>(v_th, v_reset, T(0), 0, HARD, DECAY, 0);
+        const int64_t lo = c * MAX_WIDTH;
+        const int64_t m = n - lo < MAX_WIDTH ? n - lo : MAX_WIDTH;
+        T v[MAX_WIDTH];
         for (int64_t i = 0; i < m; ++i) v[i] = v_init[lo + i];
         for (int64_t t = 0; t < steps; ++t) {
-            const int64_t o = t * n + lo;
-            for (int64_t i = 0; i < m; ++i) {
-                const T h = plif_charge(v[i], x[o + i], k, p);
-                const T spike = plif_fire(h, p);
-                v[i] = plif_reset(h, spike, p);
-                s[o + i] = spike;
-                if (h_out) h_out[o + i] = h;
-                if (v_seq) v_seq[o + i] = v[i];
+            forward_step(x + t * n + lo, s + t * n + lo, v, m, k, p);
+            if (v_seq) {
+                for (int64_t i = 0; i < m; ++i) v_seq[t * n + lo + i] = v[i];
             }
         }
         for (int64_t i = 0; i < m; ++i) v_last[lo + i] = v[i];
     }
 }
 
-// grad_s, grad_v_seq, grad_v_last and grad_v_init may be null (no gradient / not wanted).
-template <typename T>
-int backward(const T* grad_s, const T* grad_v_seq, const T* grad_v_last, const T* h,
-             const T* v_init, T k, T* grad_x, T* grad_v_init, double* grad_k, int64_t steps,
-             int64_t n, plif_params<T> p, int threads) {
-    const int64_t chunks = (n + CHUNK - 1) / CHUNK;
+// grad_s, grad_v_seq and grad_v_last may be null (no gradient): they count as zeros.
+// grad_v_init may be null (not wanted). SG = ANY_SG reads the surrogate id at run time.
+constexpr int ANY_SG = -1;
+
+template <typename T, int SG, bool HARD, bool DECAY, bool DETACH>
+int backward(const T* x, const T* v_init, T k, const T* grad_s, const T* grad_v_seq,
+             const T* grad_v_last, T* grad_x, T* grad_v_init, double* grad_k, int64_t steps,
+             int64_t n, T v_th, T v_reset, T alpha, int sg_id, int threads) {
+    const int sg = SG == ANY_SG ? sg_id : SG;
+    const int64_t width = backward_width(steps);
+    const int64_t chunks = (n + width - 1) / width;
     double* partial = static_cast<double*>(malloc(sizeof(double) * (chunks > 0 ? chunks : 1)));
     if (!partial) return 1;
-#pragma omp parallel for schedule(static) num_threads(threads) if (chunks > 1)
-    for (int64_t c = 0; c < chunks; ++c) {
-        const int64_t lo = c * CHUNK;
-        const int64_t m = n - lo < CHUNK ? n - lo : CHUNK;
-        T carry[CHUNK];  // dL/dV[t] arriving from step t + 1
-        T acc[CHUNK];    // this neuron's dL/dk
-        for (int64_t i = 0; i < m; ++i) {
-            carry[i] = grad_v_last ? grad_v_last[lo + i] : T(0);
-            acc[i] = T(0);
+    int failed = 0;
+#pragma omp parallel num_threads(threads) if (chunks > 1)
+    {
+        const plif_params<T> p = plif_make_params<T>(v_th, v_reset, alpha, sg, HARD, DECAY, DETACH);
+        // per thread: H[t] and V[t-1] of one chunk, the carry, dL/dk per neuron, zeros
+        T* buf = static_cast<T*>(malloc(sizeof(T) * (2 * steps + 3) * width));
+        if (!buf) {
+#pragma omp atomic write
+            failed = 1;
         }
-        for (int64_t t = steps - 1; t >= 0; --t) {
-            const int64_t o = t * n + lo;
+#pragma omp for schedule(static)
+        for (int64_t c = 0; c < chunks; ++c) {
+            if (!buf) continue;
+            const int64_t lo = c * width;
+            const int64_t m = n - lo < width ? n - lo : width;
+            T* hb = buf;
+            T* vb = hb + steps * width;
+            T* carry = vb + steps * width;
+            T* acc = carry + width;
+            T* zeros = acc + width;
             for (int64_t i = 0; i < m; ++i) {
-                const T ht = h[o + i];
-                const T v_prev = t > 0 ? plif_v_prev(h[o - n + i], p) : v_init[lo + i];
-                const T gv = grad_v_seq ? carry[i] + grad_v_seq[o + i] : carry[i];
-                const T gs = grad_s ? grad_s[o + i] : T(0);
-                const T gh = plif_grad_h(ht, gs, gv, p);
-                grad_x[o + i] = plif_grad_x(gh, k, p);
-                acc[i] += plif_grad_k_term(gh, ht, v_prev, k, p);
-                carry[i] = plif_grad_v_prev(gh, k);
+                carry[i] = v_init[lo + i];  // the state, until the reverse pass reuses it
+                acc[i] = T(0);
+                zeros[i] = T(0);
+            }
+            for (int64_t t = 0; t < steps; ++t) {
+                recompute_step(x + t * n + lo, hb + t * width, vb + t * width, carry, m, k, p);
+            }
+            for (int64_t i = 0; i < m; ++i) carry[i] = grad_v_last ? grad_v_last[lo + i] : T(0);
+            for (int64_t t = steps - 1; t >= 0; --t) {
+                const int64_t o = t * n + lo;
+                const T* gs = grad_s ? grad_s + o : zeros;
+                const T* gvs = grad_v_seq ? grad_v_seq + o : zeros;
+                reverse_step(hb + t * width, vb + t * width, gs, gvs, grad_x + o, acc, carry, m,
+                             k, p);
+            }
+            double sum = 0.0;
+            for (int64_t i = 0; i < m; ++i) sum += static_cast<double>(acc[i]);
+            partial[c] = sum;
+            if (grad_v_init) {
+                for (int64_t i = 0; i < m; ++i) grad_v_init[lo + i] = carry[i];
             }
         }
-        double sum = 0.0;
-        for (int64_t i = 0; i < m; ++i) {
-            sum += static_cast<double>(acc[i]);
-            if (grad_v_init) grad_v_init[lo + i] = carry[i];
-        }
-        partial[c] = sum;
+        free(buf);
     }
     double total = 0.0;
     for (int64_t c = 0; c < chunks; ++c) total += partial[c];
     *grad_k = total;
     free(partial);
-    return 0;
+    return failed;
+}
+
+template <typename T>
+using forward_fn = void (*)(const T*, const T*, T, T*, T*, T*, int64_t, int64_t, T, T, int);
+template <typename T>
+using backward_fn = int (*)(const T*, const T*, T, const T*, const T*, const T*, T*, T*, double*,
+                            int64_t, int64_t, T, T, T, int, int);
+
+template <typename T>
+forward_fn<T> pick_forward(int hard, int decay) {
+    static const forward_fn<T> table[4] = {
+        forward<T, false, false>, forward<T, false, true>,
+        forward<T, true, false>, forward<T, true, true>,
+    };
+    return table[(hard ? 2 : 0) + (decay ? 1 : 0)];
+}
+
+template <typename T, int SG>
+backward_fn<T> pick_options(int hard, int decay, int detach) {
+    static const backward_fn<T> table[8] = {
+        backward<T, SG, false, false, false>, backward<T, SG, false, false, true>,
+        backward<T, SG, false, true, false>,  backward<T, SG, false, true, true>,
+        backward<T, SG, true, false, false>,  backward<T, SG, true, false, true>,
+        backward<T, SG, true, true, false>,   backward<T, SG, true, true, true>,
+    };
+    return table[(hard ? 4 : 0) + (decay ? 2 : 0) + (detach ? 1 : 0)];
+}
+
+// The paper's ATan and SpikingJelly's default Sigmoid get float32 loops of their own (they
+// vectorise); other surrogates and float64 share one loop per option set, which keeps the
+// first-use compile short.
+template <typename T>
+backward_fn<T> pick_backward(int sg_id, int hard, int decay, int detach) {
+    if (sg_id < PLIF_SG_ATAN || sg_id > PLIF_SG_ERF) return nullptr;
+    if (sizeof(T) == sizeof(float)) {
+        if (sg_id == PLIF_SG_ATAN) return pick_options<T, PLIF_SG_ATAN>(hard, decay, detach);
+        if (sg_id == PLIF_SG_SIGMOID) return pick_options<T, PLIF_SG_SIGMOID>(hard, decay, detach);
+    }
+    return pick_options<T, ANY_SG>(hard, decay, detach);
 }
 
 }  // namespace
 
-#define PLIF_EXPORT(SUFFIX, T)                                                                  \
-    extern "C" void plif_forward_##SUFFIX(const T* x, const T* v_init, T k, T* s, T* h,        \
-                                          T* v_seq, T* v_last, int64_t steps, int64_t n,       \
-                                          T v_th, T v_reset, T alpha, int sg_id, int hard,     \
-                                          int decay_input, int detach, int threads) {          \
-        forward<T>(x, v_init, k, s, h, v_seq, v_last, steps, n,                                \
-                   plif_make_params<T>(v_th, v_reset, alpha, sg_id, hard, decay_input,         \
-                                       detach),                                                \
-                   threads);                                                                   \
-    }                                                                                          \
-    extern "C" int plif_backward_##SUFFIX(                                                     \
-        const T* grad_s, const T* grad_v_seq, const T* grad_v_last, const T* h,                \
-        const T* v_init, T k, T* grad_x, T* grad_v_init, double* grad_k, int64_t steps,        \
-        int64_t n, T v_th, T v_reset, T alpha, int sg_id, int hard, int decay_input,           \
-        int detach, int threads) {                                                             \
-        return backward<T>(grad_s, grad_v_seq, grad_v_last, h, v_init, k, grad_x, grad_v_init, \
-                           grad_k, steps, n,                                                   \
-                           plif_make_params<T>(v_th, v_reset, alpha, sg_id, hard, decay_input, \
-                                               detach),                                        \
-                           threads);                                                           \
+// Exported C ABI (see _build.py for the ctypes signatures). The backward returns 0 on
+// success, 1 when out of memory, 2 for an unknown surrogate id.
+#define PLIF_EXPORT(SUFFIX, T)                                                                 \
+    extern "C" void plif_forward_##SUFFIX(const T* x, const T* v_init, T k, T* s, T* v_seq,   \
+                                          T* v_last, int64_t steps, int64_t n, T v_th,        \
+                                          T v_reset, int hard, int decay_input, int threads) { \
+        pick_forward<T>(hard, decay_input)(x, v_init, k, s, v_seq, v_last, steps, n, v_th,     \
+                                           v_reset, threads);                                 \
+    }                                                                                         \
+    extern "C" int plif_backward_##SUFFIX(                                                    \
+        const T* x, const T* v_init, T k, const T* grad_s, const T* grad_v_seq,               \
+        const T* grad_v_last, T* grad_x, T* grad_v_init, double* grad_k, int64_t steps,       \
+        int64_t n, T v_th, T v_reset, T alpha, int sg_id, int hard, int decay_input,          \
+        int detach, int threads) {                                                            \
+        backward_fn<T> fn = pick_backward<T>(sg_id, hard, decay_input, detach);               \
+        if (!fn) return 2;                                                                    \
+        return fn(x, v_init, k, grad_s, grad_v_seq, grad_v_last, grad_x, grad_v_init, grad_k, \
+                  steps, n, v_th, v_reset, alpha, sg_id, threads);                            \
     }
 
 PLIF_EXPORT(f32, float)
