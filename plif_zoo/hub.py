@@ -370,8 +370,9 @@ def download(
 ) -> Path:
     """Fetch files of a Hub model repo into the HF cache -> the snapshot folder holding them.
 
-    The cache is tried first; the network only when ``local_files_only`` is False and
-    $HF_HUB_OFFLINE is not set. ``README.md`` is optional. Errors name the repo and say
+    A pinned commit is served from the cache when there; a branch or tag is checked with
+    the server (falling back to the cache when it cannot be reached). No request is made
+    with ``local_files_only=True`` or $HF_HUB_OFFLINE set. ``README.md`` is optional. Errors name the repo and say
     what to do.
     """
     from huggingface_hub import errors as hf_errors
@@ -382,17 +383,21 @@ def download(
     cache = hub_cache_dir(cache_dir)
     endpoint = hub_endpoint(endpoint)
     offline = local_files_only or _env_flag("HF_HUB_OFFLINE")
+    pinned = revision is not None and re.fullmatch(r"[0-9a-f]{40}", revision) is not None
     where = f"{repo_id}" + (f"@{revision}" if revision else "")
     server = endpoint or "https://huggingface.co"
     folder: Path | None = None
     for filename in filenames:
         kw = dict(repo_id=repo_id, filename=filename, revision=revision, cache_dir=cache)
         try:
-            try:
-                path = hf_hub_download(**kw, local_files_only=True)
-            except hf_errors.LocalEntryNotFoundError:
-                if offline:
-                    raise
+            if offline or pinned:
+                try:  # a commit never changes: a cached copy needs no request
+                    path = hf_hub_download(**kw, local_files_only=True)
+                except hf_errors.LocalEntryNotFoundError:
+                    if offline:
+                        raise
+                    path = hf_hub_download(**kw, endpoint=endpoint)
+            else:  # a branch or tag may move: ask the server (the client falls back to the cache)
                 path = hf_hub_download(**kw, endpoint=endpoint)
         except hf_errors.RepositoryNotFoundError:
             raise HubDownloadError(

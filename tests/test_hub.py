@@ -12,13 +12,14 @@ import plif_zoo
 from plif_zoo import hub, registry
 from plif_zoo.hub import ChecksumError, HubDownloadError
 
-MODEL_ID = "fashion-mnist-plif"
-REPO = "plif-zoo/fashion-mnist-plif"
+# the smallest zoo network (1.7M parameters) keeps the files small
+MODEL_ID = "dvs128-gesture-plif"
+REPO = "plif-zoo/dvs128-gesture-plif"
 
 
 @pytest.fixture
 def folder(tmp_path_factory):
-    """A real model folder: fashion-mnist-plif with random weights."""
+    """A real model folder: dvs128-gesture-plif with random weights."""
     torch.manual_seed(3)
     model = plif_zoo.create_model(MODEL_ID, T=2, backend="torch")
     return plif_zoo.save_pretrained(model, tmp_path_factory.mktemp("saved") / MODEL_ID,
@@ -68,7 +69,7 @@ def test_download_and_load_then_offline_from_cache_with_server_stopped(
 
     model = plif_zoo.load(MODEL_ID, backend="torch")
     assert _same_weights(model, plif_zoo.load(f"local-dir:{folder}"))
-    snapshot = hf_env / "models--plif-zoo--fashion-mnist-plif" / "snapshots" / sha
+    snapshot = hf_env / "models--plif-zoo--dvs128-gesture-plif" / "snapshots" / sha
     assert (snapshot / "model.safetensors").is_file() and (snapshot / "README.md").is_file()
     assert not list(hf_env.rglob("*.incomplete"))
 
@@ -82,7 +83,7 @@ def test_cache_dir_argument_is_honoured(server, hf_env, folder, monkeypatch, tmp
     sha = server.commit(REPO, _files(folder))
     publish(monkeypatch, hub.sha256_file(folder / "model.safetensors"), sha)
     plif_zoo.load(MODEL_ID, cache_dir=tmp_path / "elsewhere")
-    assert (tmp_path / "elsewhere" / "models--plif-zoo--fashion-mnist-plif").is_dir()
+    assert (tmp_path / "elsewhere" / "models--plif-zoo--dvs128-gesture-plif").is_dir()
     assert not hf_env.exists()
 
 
@@ -131,9 +132,9 @@ def test_tampered_file_fails_checksum_and_is_removed_from_cache(server, hf_env, 
 
     with pytest.raises(ChecksumError, match=r"model\.safetensors.*removed from the cache"):
         plif_zoo.load(MODEL_ID)
-    cached = hf_env / "models--plif-zoo--fashion-mnist-plif" / "snapshots" / sha / "model.safetensors"
+    cached = hf_env / "models--plif-zoo--dvs128-gesture-plif" / "snapshots" / sha / "model.safetensors"
     assert not cached.exists()
-    blobs = hf_env / "models--plif-zoo--fashion-mnist-plif" / "blobs"
+    blobs = hf_env / "models--plif-zoo--dvs128-gesture-plif" / "blobs"
     assert hashlib.sha256(bytes(bad)).hexdigest() not in {hub.sha256_file(b) for b in blobs.iterdir()}
 
 
@@ -175,16 +176,16 @@ def test_offline_without_cache_says_it_is_not_cached(server, hf_env, folder, mon
 
 def test_push_then_download_round_trip(server, hf_env, tmp_path):
     torch.manual_seed(5)
-    model = plif_zoo.create_model("mnist-lif", T=2, backend="torch").eval()
-    info = plif_zoo.push_to_hub(model, "someone/mnist-lif", token="test-token",
+    model = plif_zoo.create_model("dvs128-gesture-lif", T=2, backend="torch").eval()
+    info = plif_zoo.push_to_hub(model, "someone/gesture-lif", token="test-token",
                                 metrics={"accuracy_b": 10.0})
     assert len(info.oid) == 40
-    assert set(server.repos["someone/mnist-lif"].commits[info.oid]) >= {
+    assert set(server.repos["someone/gesture-lif"].commits[info.oid]) >= {
         "config.json", "model.safetensors", "README.md"}
 
-    again = plif_zoo.load(f"hf-hub:someone/mnist-lif@{info.oid}", backend="torch").eval()
+    again = plif_zoo.load(f"hf-hub:someone/gesture-lif@{info.oid}", backend="torch").eval()
     assert _same_weights(model, again) and again.T == 2
-    x = torch.rand(1, 1, 28, 28)
+    x = torch.rand(1, 1, 2, 128, 128)
     with torch.no_grad():
         assert torch.equal(model(x), again(x))
 
@@ -216,4 +217,17 @@ def test_cli_push_prints_the_registry_line_that_makes_the_id_loadable(server, hf
     assert table[MODEL_ID]["revision"] == commit and table[MODEL_ID]["accuracy"] == 12.5
     publish(monkeypatch, table[MODEL_ID]["sha256"], table[MODEL_ID]["revision"])
     assert _same_weights(plif_zoo.load(MODEL_ID), plif_zoo.load(f"local-dir:{folder}"))
+
+
+def test_branch_name_follows_new_pushes_while_pinned_commit_stays(server, hf_env, folder):
+    first = server.commit(REPO, _files(folder))
+    assert _same_weights(plif_zoo.load(f"hf-hub:{REPO}"), plif_zoo.load(f"local-dir:{folder}"))
+    torch.manual_seed(7)
+    newer = plif_zoo.save_pretrained(plif_zoo.create_model(MODEL_ID, T=2), folder.parent / "n2",
+                                     model_id=MODEL_ID)
+    server.commit(REPO, _files(newer))
+    assert _same_weights(plif_zoo.load(f"hf-hub:{REPO}"), plif_zoo.load(f"local-dir:{newer}"))
+    before = len(server.requests)
+    assert _same_weights(plif_zoo.load(f"hf-hub:{REPO}@{first}"), plif_zoo.load(f"local-dir:{folder}"))
+    assert len(server.requests) == before  # a cached commit needs no request
 
