@@ -293,7 +293,7 @@ def _launcher_neuron(x, v0, k, cfg, grad_s, grad_v):
     x = x.detach().requires_grad_(True)
     v0 = v0.clone().requires_grad_(True)
     k = k.clone().requires_grad_(True)
-    s, v = ops.NeuronFunction.apply(x, v0, k, cfg, spec)
+    s, v = ops.NeuronFunction.apply(x, v0, k, cfg, spec, True)
     loss = (v * grad_v).sum()
     if grad_s is not None:
         loss = loss + (s.float() * grad_s.float()).sum()
@@ -316,6 +316,22 @@ def test_neuron_launchers_match_the_torch_reference(emulated, dtype, store_v_seq
     _assert_neuron_close(got, _torch_neuron(x, v0, k, cfg, grad_s, grad_v), dtype)
     d = {torch.float32: "f32", torch.bfloat16: "bf16"}[dtype]
     assert emulated == [f"neuron_forward_{d}_v{vec}", f"neuron_backward_{d}_v{vec}", "sum_partials"]
+
+
+def test_neuron_launcher_in_inference_writes_no_h(emulated, monkeypatch):
+    x = torch.randn(3, 2, 40) + 0.8
+    v0 = torch.zeros(2, 40)
+    cfg = NeuronConfig(True, 1.0, 0.0, True, surrogate.ATan(alpha=2.0), True)
+    spec = surrogate_spec(cfg.surrogate_function)
+    allocated = []
+    real_empty = torch.empty
+    monkeypatch.setattr(torch, "empty", lambda *a, **kw: allocated.append(a) or real_empty(*a, **kw))
+    with torch.no_grad():
+        s, v_seq = ops.NeuronFunction.apply(x.requires_grad_(True), v0, torch.tensor(0.5), cfg, spec, False)
+    ws, wv = multi_step(x.detach(), v0, torch.tensor(0.5), cfg, backend="torch")
+    assert torch.equal(s, ws) and torch.equal(v_seq, wv)
+    assert len(allocated) == 1  # v_seq only: no H buffer
+    assert emulated == ["neuron_forward_f32_v4"]
 
 
 def test_neuron_launchers_fall_back_to_one_neuron_per_thread_when_misaligned(emulated):

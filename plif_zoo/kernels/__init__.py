@@ -78,7 +78,7 @@ def neuron_multi_step(x_seq: torch.Tensor, v_init: torch.Tensor, k: torch.Tensor
         compute = torch.promote_types(x_seq.dtype, torch.float32)
         s_seq, v = _TorchMultiStep.apply(x_seq.to(compute), v_init.to(compute), k.to(compute), cfg)
         return s_seq.to(x_seq.dtype), v
-    return NeuronFunction.apply(x_seq, v_init, k, cfg, spec)
+    return NeuronFunction.apply(x_seq, v_init, k, cfg, spec, torch.is_grad_enabled())
 
 
 def max_pool_multi_step(x_seq: torch.Tensor, kernel_size, stride) -> torch.Tensor:

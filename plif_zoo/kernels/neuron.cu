@@ -28,7 +28,8 @@ __host__ __device__ inline void fill(float (&a)[VEC], float value) {
   for (int j = 0; j < VEC; ++j) a[j] = value;
 }
 
-// Forward of neurons n0 .. n0 + VEC - 1 over all T steps.
+// Forward of neurons n0 .. n0 + VEC - 1 over all T steps. h_seq is null when no backward
+// will run (inference): then H is not written at all.
 template <typename T, int VEC>
 __host__ __device__ inline void neuron_forward_group(
     const T* __restrict__ x_seq, const float* __restrict__ v_init, float k, T* __restrict__ s_seq,
@@ -49,7 +50,7 @@ __host__ __device__ inline void neuron_forward_group(
       s[j] = plif_fire(h[j], p);
       v[j] = plif_reset(h[j], s[j], p);
     }
-    store_f32<float, VEC>(h_seq, off, h);
+    if (h_seq != nullptr) store_f32<float, VEC>(h_seq, off, h);
     store_f32<T, VEC>(s_seq, off, s);
     if (store_v_seq) store_f32<float, VEC>(v_out, off, v);
   }

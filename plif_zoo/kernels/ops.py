@@ -87,7 +87,7 @@ def _vec(neurons: int, dtype: torch.dtype, stored: list, state: list) -> int:
     """4 neurons per thread when every pointer allows 4-element packs, else 1."""
     if neurons % 4:
         return 1
-    itemsize = torch.empty((), dtype=dtype).element_size()
+    itemsize = torch.finfo(dtype).bits // 8
     return 4 if _aligned(4 * itemsize, *stored) and _aligned(16, *state) else 1
 
 
@@ -95,13 +95,16 @@ class NeuronFunction(torch.autograd.Function):
     """Fused multi-step neuron: same semantics as plif_zoo.neurons._TorchMultiStep."""
 
     @staticmethod
-    def forward(ctx, x_seq, v_init, k, cfg, spec):
+    def forward(ctx, x_seq, v_init, k, cfg, spec, grad_enabled: bool = True):
         x = x_seq.contiguous()
         steps, neurons = x.shape[0], x[0].numel()
         v0 = v_init.to(device=x.device, dtype=torch.float32).contiguous()
         k32 = k.to(device=x.device, dtype=torch.float32).reshape(()).contiguous()
         s_seq = torch.empty_like(x)
-        h_seq = torch.empty(x.shape, device=x.device, dtype=torch.float32)
+        # H is only kept for a backward pass; inference (no_grad) skips writing it. Inside
+        # forward grad mode is always off, so the caller tells whether it was on.
+        needs_backward = grad_enabled and any(ctx.needs_input_grad[:3])
+        h_seq = torch.empty(x.shape, device=x.device, dtype=torch.float32) if needs_backward else None
         v_shape = x.shape if cfg.store_v_seq else x.shape[1:]
         v_out = torch.empty(v_shape, device=x.device, dtype=torch.float32)
         vec = _vec(neurons, x.dtype, [x, s_seq], [v0, h_seq, v_out])
@@ -119,6 +122,8 @@ class NeuronFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_s_seq, grad_v):
         h_seq, v0, k32 = ctx.saved_tensors
+        if h_seq is None:
+            raise RuntimeError("NeuronFunction ran its forward without grad mode; it has no H to go back through")
         cfg = ctx.cfg
         steps, neurons = h_seq.shape[0], h_seq[0].numel()
         gs = None if grad_s_seq is None else grad_s_seq.to(ctx.x_dtype).contiguous()
@@ -143,7 +148,7 @@ class NeuronFunction(torch.autograd.Function):
             _launch(h_seq.device, "neuron.cu", "sum_partials", 1, REDUCE_BLOCK,
                     (_ptr(partials), np.int64(grid), _ptr(total)))
             grad_k = total
-        return grad_x, grad_v0, grad_k, None, None
+        return grad_x, grad_v0, grad_k, None, None, None
 
 
 class MaxPoolFunction(torch.autograd.Function):
