@@ -160,6 +160,17 @@ def test_nodes_train_the_same_on_both_backends(node_cls):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
+def test_inference_under_no_grad_matches_torch():
+    x, _ = _inputs((4, 8, 3, 17), torch.float32, seed=10)
+    outs = []
+    for backend in ("cupy", "torch"):
+        node = PLIFNode(backend=backend, store_v_seq=True).cuda()
+        with torch.no_grad():
+            outs.append((node(x), node.v_seq))
+    assert torch.equal(outs[0][0], outs[1][0])
+    torch.testing.assert_close(outs[0][1], outs[1][1], rtol=1e-6, atol=1e-6)
+
+
 def test_float64_input_falls_back_to_the_reference():
     x, v0 = _inputs((3, 2, 5), torch.float64, seed=8)
     k = torch.tensor(0.5, device="cuda", dtype=torch.float64)

@@ -116,7 +116,7 @@ class NeuronFunction(torch.autograd.Function):
              np.int64(neurons), np.int32(steps), *_neuron_scalars(cfg, spec)),
         )
         ctx.save_for_backward(h_seq, v0, k32)
-        ctx.cfg, ctx.spec, ctx.x_dtype = cfg, spec, x.dtype
+        ctx.cfg, ctx.spec, ctx.x_dtype, ctx.k_shape = cfg, spec, x.dtype, k.shape
         return s_seq, v_out
 
     @staticmethod
@@ -147,7 +147,7 @@ class NeuronFunction(torch.autograd.Function):
             total = torch.empty((), device=h_seq.device, dtype=torch.float32)
             _launch(h_seq.device, "neuron.cu", "sum_partials", 1, REDUCE_BLOCK,
                     (_ptr(partials), np.int64(grid), _ptr(total)))
-            grad_k = total
+            grad_k = total.reshape(ctx.k_shape)
         return grad_x, grad_v0, grad_k, None, None, None
 
 
