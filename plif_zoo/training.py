@@ -321,7 +321,8 @@ def _model_input_shape(cfg: TrainConfig, model: nn.Module | None) -> tuple[int, 
 def _eval_loader(ds: Dataset, batch_size: int, dist_info: _Dist, num_workers: int, pin: bool) -> DataLoader:
     indices = list(range(dist_info.rank, len(ds), dist_info.world))  # contiguous-free shard, no padding
     batches = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
-    return DataLoader(ds, batch_sampler=batches, num_workers=num_workers, pin_memory=pin)
+    return DataLoader(ds, batch_sampler=batches, num_workers=num_workers, pin_memory=pin,
+                      generator=torch.Generator().manual_seed(0))  # leaves the global RNG alone
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -611,11 +612,15 @@ def _save_best(model: nn.Module, out: Path, cfg: TrainConfig, row: dict, hardwar
         if cfg.val_fraction > 0 else
         f"accuracy-A: best test top-1 during training ({row['test_samples']} test images)"
     )
-    extra = {}
+    extra: dict[str, Any] = {}
+    if cfg.model in plif_zoo.list_models() and cfg.dataset == dataset_of(cfg.model) and not cfg.pretrained:
+        extra["model_id"] = cfg.model
+    else:  # fine-tuned or custom: not the registry's model
+        extra["base_model"] = cfg.model
     if Path(sys.argv[0]).name == "plif-zoo":
         extra["command"] = " ".join(["plif-zoo", *sys.argv[1:]])
     plif_zoo.save_pretrained(
-        model, tmp, model_id=cfg.model, dataset=cfg.dataset, metrics=metrics, protocol=protocol,
+        model, tmp, dataset=cfg.dataset, metrics=metrics, protocol=protocol,
         recipe=recipe, hardware=hardware, train_wall_time_s=round(wall_s, 1), best_epoch=row["epoch"],
         test_samples=row["test_samples"], val_samples=row.get("val_samples"), learned_taus=plif_taus(model),
         **extra,
@@ -780,7 +785,10 @@ def train(
             if not batches:  # fewer samples than one batch: train on what there is
                 batches = [indices]
             start_step = state["step"]
-            loader = DataLoader(sets["train"], batch_sampler=batches[start_step:], num_workers=cfg.num_workers, pin_memory=pin)
+            # Its own generator: a loader drawing its base seed from the global RNG would shift the
+            # dropout masks of a run resumed mid-epoch.
+            loader = DataLoader(sets["train"], batch_sampler=batches[start_step:], num_workers=cfg.num_workers,
+                                pin_memory=pin, generator=torch.Generator().manual_seed(cfg.seed + epoch))
             running = list(state["running"])  # loss_sum, correct, seen (all ranks, before start_step)
             local = [0.0, 0.0, 0.0]
             lr = optimizer.param_groups[0]["lr"]
