@@ -54,14 +54,14 @@ echo "== compile-only (NVRTC) =="
 $PY -m plif_zoo.kernels --compile-only --arch sm_90 | tail -n 3
 
 echo "== GPU tests =="
-timeout 240 $PY -m pytest -q -p no:cacheprovider tests/test_kernels_gpu.py tests/test_kernels_compile.py \
+timeout 180 $PY -m pytest -q -p no:cacheprovider tests/test_kernels_gpu.py tests/test_kernels_compile.py \
   --junitxml="$OUT/gpu_tests.xml"
 tests_rc=$?
 
 echo "== benchmarks =="
 # shellcheck disable=SC2086
-timeout 300 $PY benchmarks/neurons.py --steps 4 8 16 32 --neurons-log2 20 24 \
-  --dtypes float32 bfloat16 float16 $SJ014 --json "$OUT/bench.json" | tee "$OUT/bench.txt"
+timeout 360 $PY benchmarks/neurons.py --steps 4 8 16 32 --neurons-log2 20 24 \
+  --dtypes float32 bfloat16 float16 $SJ014 --json "$OUT/bench.json" 2>&1 | tee "$OUT/bench.txt"
 bench_rc=$?
 
 echo "gpu_check: tests rc=$tests_rc, benchmarks rc=$bench_rc"

@@ -79,6 +79,14 @@ def _inputs(steps, neurons, dtype):
     return x.requires_grad_(True), grad_s
 
 
+def _record(rows: list[dict], row: dict) -> None:
+    """Keep a measurement and print it at once, so a run cut short still shows what it got."""
+    rows.append(row)
+    got = f"{row['ms']:.3f} ms" if "ms" in row else f"failed: {row['error']}"
+    print(f"  {row['kind']} {row['dtype']} T={row['steps']} 2^{row['log2']} {row['impl']}: {got}",
+          file=sys.stderr, flush=True)
+
+
 def bench_neurons_current(steps_list, sizes, dtypes) -> list[dict]:
     """plif-zoo (cupy, torch) and the installed SpikingJelly 2.x."""
     from spikingjelly.activation_based import functional, neuron, surrogate
@@ -101,10 +109,10 @@ def bench_neurons_current(steps_list, sizes, dtypes) -> list[dict]:
                         node = make().cuda()
                         ms = time_ms(_node_step(node, x, grad_s, functional.reset_net))
                     except Exception as err:  # report and go on: one failing peer must not hide the rest
-                        rows.append(dict(kind="neuron", impl=name, dtype=dtype_name, steps=steps,
+                        _record(rows, dict(kind="neuron", impl=name, dtype=dtype_name, steps=steps,
                                          log2=log2, error=f"{type(err).__name__}: {err}"[:200]))
                         continue
-                    rows.append(dict(kind="neuron", impl=name, dtype=dtype_name, steps=steps, log2=log2, ms=ms))
+                    _record(rows, dict(kind="neuron", impl=name, dtype=dtype_name, steps=steps, log2=log2, ms=ms))
                 del x, grad_s
                 torch.cuda.empty_cache()
     return rows
@@ -121,17 +129,17 @@ def bench_neurons_sj014(steps_list, sizes, dtypes) -> list[dict]:
             for log2 in sizes:
                 row = dict(kind="neuron", impl="SJ 0.0.0.0.14 cupy", dtype=dtype_name, steps=steps, log2=log2)
                 if dtype_name == "bfloat16":
-                    rows.append({**row, "error": "not supported by SJ 0.0.0.0.14 (fp32/fp16 only)"})
+                    _record(rows, {**row, "error": "not supported by SJ 0.0.0.0.14 (fp32/fp16 only)"})
                     continue
                 x, grad_s = _inputs(steps, 2**log2, DTYPES[dtype_name])
                 try:
                     node = neuron.ParametricLIFNode(
                         init_tau=2.0, surrogate_function=surrogate.ATan(alpha=2.0), detach_reset=True,
                         step_mode="m", backend="cupy").cuda()
-                    rows.append({**row, "ms": time_ms(_node_step(node, x, grad_s, functional.reset_net)),
+                    _record(rows, {**row, "ms": time_ms(_node_step(node, x, grad_s, functional.reset_net)),
                                  "version": getattr(spikingjelly, "__version__", "0.0.0.0.14")})
                 except Exception as err:
-                    rows.append({**row, "error": f"{type(err).__name__}: {err}"[:200]})
+                    _record(rows, {**row, "error": f"{type(err).__name__}: {err}"[:200]})
                 del x, grad_s
                 torch.cuda.empty_cache()
     return rows
@@ -162,10 +170,10 @@ def bench_pool(steps_list, sizes, dtypes) -> list[dict]:
                         y = pool(x)
                         y.backward(grad_y.flatten(0, 1) if name == "F.max_pool2d" else grad_y)
                     try:
-                        rows.append(dict(kind="max_pool", impl=name, dtype=dtype_name, steps=steps,
+                        _record(rows, dict(kind="max_pool", impl=name, dtype=dtype_name, steps=steps,
                                          log2=log2, outputs=grad_y.numel(), ms=time_ms(run)))
                     except Exception as err:
-                        rows.append(dict(kind="max_pool", impl=name, dtype=dtype_name, steps=steps,
+                        _record(rows, dict(kind="max_pool", impl=name, dtype=dtype_name, steps=steps,
                                          log2=log2, error=f"{type(err).__name__}: {err}"[:200]))
                 del x, grad_y
                 torch.cuda.empty_cache()
@@ -224,10 +232,11 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [sys.executable, os.path.abspath(__file__), "--sj014-worker", "--steps", *map(str, args.steps),
                "--neurons-log2", *map(str, args.neurons_log2), "--dtypes", *args.dtypes]
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=os.path.dirname(os.path.abspath(args.sj014)))
+        sys.stderr.write(done.stderr[-4000:])
         if done.returncode == 0 and done.stdout.strip():
             rows += json.loads(done.stdout.strip().splitlines()[-1])
         else:
-            print(f"SpikingJelly 0.0.0.0.14 run failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+            print(f"SpikingJelly 0.0.0.0.14 run failed with exit code {done.returncode}", file=sys.stderr)
     if not args.skip_pool:
         rows += bench_pool(args.steps, args.neurons_log2, args.dtypes)
     report(rows, bandwidth)
