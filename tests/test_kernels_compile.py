@@ -43,6 +43,21 @@ def test_every_dtype_and_kind_has_a_variant():
             assert any(n.startswith(f"{kind}_{dtype}_") for n in names)
 
 
+def test_pack_variants_compile_to_vector_memory_instructions():
+    neuron_ptx = build.compile_ptx("neuron.cu", "compute_90")
+    pool_ptx = build.compile_ptx("max_pool.cu", "compute_90")
+
+    def body(ptx, name):
+        return ptx.split(f".entry {name}(")[1].split(".entry")[0]
+
+    for dtype, pack in (("f32", "v4.f32"), ("f16", "v4.u16"), ("bf16", "v4.u16")):
+        for kind in ("neuron_forward", "neuron_backward"):
+            code = body(neuron_ptx, f"{kind}_{dtype}_v4")
+            assert f"ld.global.nc.{pack}" in code and "ld.global.nc.v4.f32" in code  # x or dL/dS, H
+    assert "ld.global.nc.v2.f32" in body(pool_ptx, "max_pool_forward_f32_k2")
+    assert "st.global.v2.f32" in body(pool_ptx, "max_pool_backward_f32_k2")
+
+
 def test_compile_only_rejects_a_bad_arch(capsys):
     assert compile_tool.main(["--compile-only", "--arch", "ampere"]) == 2
     assert "sm_80" in capsys.readouterr().err

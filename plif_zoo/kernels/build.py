@@ -138,9 +138,13 @@ def kernel_params(source: str) -> dict[str, list[str]]:
     The launchers' argument tuples are checked against these (tests), since a wrong scalar
     width would silently shift every later kernel argument on the GPU.
     """
-    ptx, _ = _compile(source, "compute_80", ptx=True)
-    entries = re.findall(r"\.entry\s+(\w+)\s*\((.*?)\)", ptx.decode(), flags=re.S)
+    entries = re.findall(r"\.entry\s+(\w+)\s*\((.*?)\)", compile_ptx(source), flags=re.S)
     return {name: re.findall(r"\.param\s+\.(\w+)", params) for name, params in entries}
+
+
+def compile_ptx(source: str, arch: str = "compute_80") -> str:
+    """The PTX of ``source`` (for reading what the compiler made of it)."""
+    return _compile(source, arch, ptx=True)[0].rstrip(b"\0 ").decode()
 
 
 def _compile(source: str, arch: str, ptx: bool) -> tuple[bytes, str]:
