@@ -1,5 +1,6 @@
 """`plif-zoo list / info / download / demo` and the shipped demo samples."""
 
+import dataclasses
 import json
 
 import pytest
@@ -12,7 +13,11 @@ from plif_zoo.cli import main
 
 @pytest.fixture
 def no_weights(monkeypatch, tmp_path):
+    """No local weights folder and no published weights, whatever the registry holds today."""
     monkeypatch.setattr(registry, "weights_dirs", lambda: [tmp_path / "none"])
+    for model_id, info in list(registry._REGISTRY.items()):
+        if info.weights is not None:
+            monkeypatch.setitem(registry._REGISTRY, model_id, dataclasses.replace(info, weights=None))
 
 
 @pytest.fixture
