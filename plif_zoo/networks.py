@@ -9,7 +9,9 @@ all T steps, and for static images the first Conv+BN computed once and fed to th
 first spiking layer at every step.
 
 Shapes: stateless layers run on ``[T*N, ...]`` views of ``[T, N, ...]`` sequences;
-neurons and pooling are multi-step modules.
+neurons and pooling are multi-step modules. One difference from the authors' loop over
+t: event-frame nets normalise each conv's BatchNorm over all T*N frames of a batch, not
+over the N frames of each step (same parameters, same inference given the statistics).
 """
 
 from __future__ import annotations
