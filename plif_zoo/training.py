@@ -700,7 +700,7 @@ def train(
             diffs = ", ".join(f"{k}: checkpoint {stored.get(k)!r} vs now {getattr(cfg, k)!r}" for k in sorted(changed))
             raise ValueError(f"--resume with a different recipe ({diffs}); resume with the same settings or start a new --out")
     elif (out / CHECKPOINT).exists():
-        raise FileExistsError(f"{out} already holds a run ({CHECKPOINT}); pass --resume to continue it or choose another --out")
+        raise ValueError(f"{out} already holds a run ({CHECKPOINT}); pass --resume to continue it or choose another --out")
 
     # Same initial weights on every rank; dropout masks differ per rank.
     torch.manual_seed(cfg.seed)

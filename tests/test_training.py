@@ -119,7 +119,7 @@ def test_resume_continues_the_epoch_count_exactly(tmp_path):
 
 def test_resume_refuses_a_changed_recipe_and_a_run_is_not_overwritten(tmp_path):
     run(tmp_path)
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(ValueError, match="already holds a run.*--resume"):
         run(tmp_path)
     with pytest.raises(ValueError, match="lr: checkpoint 0.01 vs now 0.02"):
         run(tmp_path, epochs=2, lr=0.02, resume=True)
