@@ -1,0 +1,65 @@
+"""`torchrun --nproc_per_node=2 --no-python plif-zoo train ...` on the CPU (gloo): two processes
+share the epoch, only rank 0 writes, and a distributed run resumes with every rank's RNG state."""
+
+from __future__ import annotations
+
+import csv
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from plif_zoo import data
+
+pytestmark = pytest.mark.skipif(
+    not (data.FASHION_MNIST_SYSTEM_DIR / "t10k-images-idx3-ubyte.gz").exists(),
+    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)",
+)
+
+CONFIG = """model: fashion-mnist-plif
+model_kwargs: {channels: 32, fc_hidden: [128]}
+T: 4
+lr: 0.01
+backend: torch
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(*args: str) -> subprocess.CompletedProcess:
+    bin_dir = Path(sys.executable).parent
+    cmd = [str(bin_dir / "torchrun"), "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={free_port()}",
+           "--no-python", str(bin_dir / "plif-zoo"), "train", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return proc
+
+
+def test_two_cpu_processes_train_one_run_and_resume(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(CONFIG)
+    out = tmp_path / "run"
+    common = [str(config), "--out", str(out), "--batch-size", "4", "--max-train-samples", "64",
+              "--max-eval-samples", "24", "--threads", "1", "--checkpoint-every", "3"]
+    first = torchrun(*common, "--epochs", "1")
+    assert "batch 4 x 2" in first.stdout
+    assert first.stdout.count("epoch 1/1:") == 1  # one process prints
+    # 64 images / (4 per process x 2 processes) = 8 steps per epoch
+    assert "step 6/8" in first.stdout
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert len(ckpt["rng"]) == 2 and not torch.equal(ckpt["rng"][0]["torch"], ckpt["rng"][1]["torch"])
+    torchrun(*common, "--epochs", "2", "--resume")
+    with open(out / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert all(int(r["test_samples"]) == 24 and int(r["val_samples"]) == 24 for r in rows)  # shards add up
+    assert len(list((out / "tb").glob("events.*"))) == 2  # rank 0 only: one file per launch
+    assert (out / "best" / "model.safetensors").is_file()
