@@ -115,6 +115,49 @@ def test_non_contiguous_input():
     _assert_matches(got, _run(_reference, x, v0, w, grad_s, grad_v, cfg), torch.float32)
 
 
+@pytest.mark.parametrize("leaf", [True, False])
+def test_input_expanded_over_time_is_read_in_place_and_gets_the_summed_gradient(leaf):
+    # the static-image encoder feeds one [N, *] tensor to every step through expand()
+    cfg = _cfg(detach_reset=False)
+    g = torch.Generator().manual_seed(3)
+    y0 = torch.randn(3, 4, 5, generator=g) * 1.5
+    grad_s = torch.randn(6, 3, 4, 5, generator=g)
+    results = []
+    for fn in (cpu.neuron_multi_step, _reference):
+        src = y0.clone().requires_grad_(True)
+        w = torch.tensor(0.2, requires_grad=True)
+        y = src if leaf else src * 1.0
+        x_seq = y.unsqueeze(0).expand(6, *y.shape)
+        s, v = fn(x_seq, torch.zeros(3, 4, 5), w.sigmoid(), cfg)
+        ((s * grad_s).sum() + v.sum()).backward()
+        results.append((s, v, src.grad, w.grad))
+    for got, want in zip(*results, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_input_expanded_over_time_is_saved_once_not_t_times():
+    y = (torch.randn(2, 50) * 1.5).requires_grad_(True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        cpu.neuron_multi_step(y.expand(8, 2, 50), torch.zeros(2, 50), torch.tensor(0.5), _cfg())
+    assert max(t.numel() for t in saved) == 100
+
+
+def test_input_expanded_over_time_without_input_gradient():
+    cfg = _cfg()
+    y = torch.randn(7, 9) * 1.5
+    w = torch.tensor(0.1, requires_grad=True)
+    x_seq = y.expand(4, 7, 9)
+    s, v = cpu.neuron_multi_step(x_seq, torch.zeros(7, 9), w.sigmoid(), cfg)
+    (s.sum() + v.sum()).backward()
+    w_grad = w.grad.clone()
+    w.grad = None
+    s_ref, v_ref = _reference(x_seq.contiguous(), torch.zeros(7, 9), w.sigmoid(), cfg)
+    (s_ref.sum() + v_ref.sum()).backward()
+    assert torch.equal(s, s_ref) and torch.equal(v, v_ref)
+    torch.testing.assert_close(w_grad, w.grad)
+
+
 @pytest.mark.parametrize("store_v_seq", [False, True])
 def test_two_halves_equal_one_run(store_v_seq):
     cfg = _cfg(store_v_seq=store_v_seq)

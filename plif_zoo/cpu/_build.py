@@ -107,13 +107,14 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     ptr, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
     for suffix, real in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):
         fwd = getattr(lib, f"plif_forward_{suffix}")
-        # x, v_init, k, s, v_seq, v_last, steps, n, v_th, v_reset, hard, decay_input, threads
-        fwd.argtypes = [ptr, ptr, real, ptr, ptr, ptr, i64, i64, real, real, i32, i32, i32]
+        # x, x_step, v_init, k, s, v_seq, v_last, steps, n, v_th, v_reset, hard, decay_input,
+        # threads
+        fwd.argtypes = [ptr, i64, ptr, real, ptr, ptr, ptr, i64, i64, real, real, i32, i32, i32]
         fwd.restype = None
         bwd = getattr(lib, f"plif_backward_{suffix}")
-        # x, v_init, k, grad_s, grad_v_seq, grad_v_last, grad_x, grad_v_init, grad_k, steps, n,
-        # v_th, v_reset, alpha, sg_id, hard, decay_input, detach, threads
-        bwd.argtypes = [ptr, ptr, real, *[ptr] * 6, i64, i64, real, real, real, *[i32] * 5]
+        # x, x_step, v_init, k, grad_s, grad_v_seq, grad_v_last, grad_x, grad_v_init, grad_k,
+        # steps, n, v_th, v_reset, alpha, sg_id, hard, decay_input, detach, threads
+        bwd.argtypes = [ptr, i64, ptr, real, *[ptr] * 6, i64, i64, real, real, real, *[i32] * 5]
         bwd.restype = i32
         pool_fwd = getattr(lib, f"plif_pool_forward_{suffix}")
         pool_fwd.argtypes = [ptr, ptr, ptr, *[i64] * 7, i32]

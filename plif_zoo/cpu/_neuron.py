@@ -27,15 +27,17 @@ def _spec(cfg: NeuronConfig) -> tuple[int, float]:
     return spec
 
 
-def _forward(x: torch.Tensor, v_init: torch.Tensor, k: float, cfg: NeuronConfig):
-    """x: [T, M], v_init: [M] contiguous -> (s [T, M], v_last [M] or v_seq [T, M])."""
-    steps, n = x.shape
-    s = torch.empty_like(x)
-    v_seq = torch.empty_like(x) if cfg.store_v_seq else None
+def _forward(x: torch.Tensor, v_init: torch.Tensor, k: float, cfg: NeuronConfig, steps: int):
+    """x: [T, M] (or [M], the same input at every step), v_init: [M], both contiguous
+    -> (s [T, M], v_last [M] or v_seq [T, M])."""
+    n = v_init.numel()
+    s = x.new_empty((steps, n))
+    v_seq = torch.empty_like(s) if cfg.store_v_seq else None
     v_last = torch.empty_like(v_init)
     hard = cfg.v_reset is not None
     getattr(_build.library(), f"plif_forward_{_SUFFIX[x.dtype]}")(
-        x.data_ptr(), v_init.data_ptr(), k, s.data_ptr(), _ptr(v_seq), v_last.data_ptr(),
+        x.data_ptr(), n if x.dim() == 2 else 0, v_init.data_ptr(), k, s.data_ptr(), _ptr(v_seq),
+        v_last.data_ptr(),
         steps, n, cfg.v_threshold, cfg.v_reset if hard else 0.0, int(hard), int(cfg.decay_input),
         torch.get_num_threads(),
     )
@@ -43,17 +45,19 @@ def _forward(x: torch.Tensor, v_init: torch.Tensor, k: float, cfg: NeuronConfig)
 
 
 class CompiledMultiStep(torch.autograd.Function):
-    """x_seq: [T, M], v_init: [M] (contiguous, float32/64), k: 0-dim -> (spikes, v_last or v_seq).
+    """x: [T, M] or [M] (fed to all ``steps``), v_init: [M] (contiguous, float32/64), k: 0-dim
+    -> (spikes [T, M], v_last [M] or v_seq [T, M]).
 
     Saves X (which its producer holds anyway) rather than a new H tensor; the backward
     recomputes H and V[t-1] chunk by chunk in cache.
     """
 
     @staticmethod
-    def forward(ctx, x_seq, v_init, k, cfg: NeuronConfig):
-        s, v_out = _forward(x_seq, v_init, k.item(), cfg)
-        ctx.save_for_backward(x_seq, v_init, k)
+    def forward(ctx, x, v_init, k, cfg: NeuronConfig, steps: int):
+        s, v_out = _forward(x, v_init, k.item(), cfg, steps)
+        ctx.save_for_backward(x, v_init, k)
         ctx.cfg = cfg
+        ctx.steps = steps
         ctx.set_materialize_grads(False)
         return s, v_out
 
@@ -61,7 +65,7 @@ class CompiledMultiStep(torch.autograd.Function):
     def backward(ctx, grad_s, grad_v):
         x, v_init, k = ctx.saved_tensors
         cfg: NeuronConfig = ctx.cfg
-        steps, n = x.shape
+        steps, n = ctx.steps, v_init.numel()
         grad_s = None if grad_s is None else grad_s.contiguous()
         grad_v = None if grad_v is None else grad_v.contiguous()
         grad_x = torch.empty_like(x)
@@ -70,7 +74,7 @@ class CompiledMultiStep(torch.autograd.Function):
         sg_id, alpha = _spec(cfg)
         hard = cfg.v_reset is not None
         status = getattr(_build.library(), f"plif_backward_{_SUFFIX[x.dtype]}")(
-            x.data_ptr(), v_init.data_ptr(), k.item(), _ptr(grad_s),
+            x.data_ptr(), n if x.dim() == 2 else 0, v_init.data_ptr(), k.item(), _ptr(grad_s),
             _ptr(grad_v) if cfg.store_v_seq else None,
             None if cfg.store_v_seq else _ptr(grad_v),
             grad_x.data_ptr(), _ptr(grad_v_init), ctypes.byref(grad_k), steps, n,
@@ -82,7 +86,26 @@ class CompiledMultiStep(torch.autograd.Function):
         grad_k_out = None
         if ctx.needs_input_grad[2]:
             grad_k_out = torch.tensor(grad_k.value, dtype=k.dtype).reshape(k.shape)
-        return grad_x if ctx.needs_input_grad[0] else None, grad_v_init, grad_k_out, None
+        return grad_x if ctx.needs_input_grad[0] else None, grad_v_init, grad_k_out, None, None
+
+
+def _shared_input(x_seq: torch.Tensor, need_grad: bool) -> torch.Tensor | None:
+    """The [N, *] tensor that every step of x_seq views, when x_seq is one input expanded over T
+    (a static image's encoding), else None."""
+    if x_seq.shape[0] < 2 or x_seq.stride(0) != 0:
+        return None
+    if not (need_grad and x_seq.requires_grad):
+        return x_seq[0]
+    # Feed the expanded tensor's base to the Function, so that autograd sends it dL/dX summed
+    # over T (computed in the kernel) instead of building a [T, N, *] gradient to sum.
+    base = x_seq._base
+    if (
+        base is not None and base.requires_grad
+        and base.shape == x_seq.shape[1:] and base.stride() == x_seq.stride()[1:]
+        and base.data_ptr() == x_seq.data_ptr()
+    ):
+        return base
+    return None
 
 
 def neuron_multi_step(
@@ -111,13 +134,21 @@ def neuron_multi_step(
             f"v_init of shape {tuple(v_init.shape)} does not match one step of x_seq "
             f"{tuple(step_shape)}"
         ) from err
-    x = x_seq.to(compute).reshape(x_seq.shape[0], -1).contiguous()
+    _spec(cfg)
+    steps = x_seq.shape[0]
+    need_grad = torch.is_grad_enabled() and (
+        x_seq.requires_grad or v0.requires_grad or k.requires_grad
+    )
+    shared = _shared_input(x_seq, need_grad)
+    if shared is not None:
+        x = shared.to(compute).reshape(-1).contiguous()
+    else:
+        x = x_seq.to(compute).reshape(steps, -1).contiguous()
     v0 = v0.reshape(-1).contiguous()
     k = k.to(compute).reshape(())
-    _spec(cfg)
-    if torch.is_grad_enabled() and (x.requires_grad or v0.requires_grad or k.requires_grad):
-        s, v_out = CompiledMultiStep.apply(x, v0, k, cfg)
+    if need_grad:
+        s, v_out = CompiledMultiStep.apply(x, v0, k, cfg, steps)
     else:
-        s, v_out = _forward(x, v0, k.item(), cfg)
+        s, v_out = _forward(x, v0, k.item(), cfg, steps)
     v_shape = x_seq.shape if cfg.store_v_seq else step_shape
     return s.reshape(x_seq.shape).to(x_seq.dtype), v_out.reshape(v_shape)

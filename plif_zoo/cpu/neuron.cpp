@@ -1,7 +1,8 @@
 // Multi-step PLIF/LIF forward and backward on the CPU, over the math of neuron_math.h.
 //
-// Tensors are contiguous [T, N] (N = all neurons of one step). Neurons are cut into chunks;
-// each OpenMP thread takes whole chunks and walks T with the chunk's state in local arrays.
+// Tensors are contiguous [T, N] (N = all neurons of one step); X may also be one [N] fed to
+// every step (a static image's encoding), so it is never copied T times. Neurons are cut into
+// chunks; each OpenMP thread takes chunks and walks T with the chunk's state in local arrays.
 // The forward writes only the spikes (and V when asked). The backward reads X again and
 // recomputes H and V[t-1] of its chunk into a small local buffer, then runs the reverse-time
 // recurrence: on the CPU, saving X (which the caller holds anyway) beats writing and reading
@@ -65,10 +66,10 @@ inline void reverse_step(const T* __restrict__ h, const T* __restrict__ v_prev,
 }
 
 template <typename T, bool HARD, bool DECAY>
-void forward(const T* x, const T* v_init, T k, T* s, T* v_seq, T* v_last, int64_t steps,
-             int64_t n, T v_th, T v_reset, int threads) {
+void forward(const T* x, int64_t x_step, const T* v_init, T k, T* s, T* v_seq, T* v_last,
+             int64_t steps, int64_t n, T v_th, T v_reset, int threads) {
     const int64_t chunks = (n + MAX_WIDTH - 1) / MAX_WIDTH;
-#pragma omp parallel for schedule(static) num_threads(threads) if (chunks > 1)
+#pragma omp parallel for schedule(dynamic, 8) num_threads(threads) if (chunks > 1)
     for (int64_t c = 0; c < chunks; ++c) {
         // built here, not outside the parallel region, so its constant fields stay constant
         const plif_params<T> p = plif_make_params<T>(v_th, v_reset, T(0), 0, HARD, DECAY, 0);
@@ -77,7 +78,7 @@ void forward(const T* x, const T* v_init, T k, T* s, T* v_seq, T* v_last, int64_
         T v[MAX_WIDTH];
         for (int64_t i = 0; i < m; ++i) v[i] = v_init[lo + i];
         for (int64_t t = 0; t < steps; ++t) {
-            forward_step(x + t * n + lo, s + t * n + lo, v, m, k, p);
+            forward_step(x + t * x_step + lo, s + t * n + lo, v, m, k, p);
             if (v_seq) {
                 for (int64_t i = 0; i < m; ++i) v_seq[t * n + lo + i] = v[i];
             }
@@ -88,10 +89,12 @@ void forward(const T* x, const T* v_init, T k, T* s, T* v_seq, T* v_last, int64_
 
 // grad_s, grad_v_seq and grad_v_last may be null (no gradient): they count as zeros.
 // grad_v_init may be null (not wanted). SG = ANY_SG reads the surrogate id at run time.
+// x_step = 0 means one X [N] feeds every step; grad_x is then [N], the sum over steps.
 constexpr int ANY_SG = -1;
 
 template <typename T, int SG, bool HARD, bool DECAY, bool DETACH>
-int backward(const T* x, const T* v_init, T k, const T* grad_s, const T* grad_v_seq,
+int backward(const T* x, int64_t x_step, const T* v_init, T k, const T* grad_s,
+             const T* grad_v_seq,
              const T* grad_v_last, T* grad_x, T* grad_v_init, double* grad_k, int64_t steps,
              int64_t n, T v_th, T v_reset, T alpha, int sg_id, int threads) {
     const int sg = SG == ANY_SG ? sg_id : SG;
@@ -103,20 +106,21 @@ int backward(const T* x, const T* v_init, T k, const T* grad_s, const T* grad_v_
 #pragma omp parallel num_threads(threads) if (chunks > 1)
     {
         const plif_params<T> p = plif_make_params<T>(v_th, v_reset, alpha, sg, HARD, DECAY, DETACH);
-        // per thread: H[t] and V[t-1] of one chunk, the carry, dL/dk per neuron, zeros
-        T* buf = static_cast<T*>(malloc(sizeof(T) * (2 * steps + 3) * width));
+        // per thread: H[t], V[t-1] and dL/dX[t] of one chunk, the carry, dL/dk per neuron, zeros
+        T* buf = static_cast<T*>(malloc(sizeof(T) * (3 * steps + 3) * width));
         if (!buf) {
 #pragma omp atomic write
             failed = 1;
         }
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 8)
         for (int64_t c = 0; c < chunks; ++c) {
             if (!buf) continue;
             const int64_t lo = c * width;
             const int64_t m = n - lo < width ? n - lo : width;
             T* hb = buf;
             T* vb = hb + steps * width;
-            T* carry = vb + steps * width;
+            T* gxb = vb + steps * width;
+            T* carry = gxb + steps * width;
             T* acc = carry + width;
             T* zeros = acc + width;
             for (int64_t i = 0; i < m; ++i) {
@@ -125,15 +129,21 @@ int backward(const T* x, const T* v_init, T k, const T* grad_s, const T* grad_v_
                 zeros[i] = T(0);
             }
             for (int64_t t = 0; t < steps; ++t) {
-                recompute_step(x + t * n + lo, hb + t * width, vb + t * width, carry, m, k, p);
+                recompute_step(x + t * x_step + lo, hb + t * width, vb + t * width, carry, m, k, p);
             }
             for (int64_t i = 0; i < m; ++i) carry[i] = grad_v_last ? grad_v_last[lo + i] : T(0);
             for (int64_t t = steps - 1; t >= 0; --t) {
                 const int64_t o = t * n + lo;
                 const T* gs = grad_s ? grad_s + o : zeros;
                 const T* gvs = grad_v_seq ? grad_v_seq + o : zeros;
-                reverse_step(hb + t * width, vb + t * width, gs, gvs, grad_x + o, acc, carry, m,
-                             k, p);
+                T* gx = x_step ? grad_x + o : gxb + t * width;
+                reverse_step(hb + t * width, vb + t * width, gs, gvs, gx, acc, carry, m, k, p);
+            }
+            if (!x_step) {  // sum over steps in step order, as autograd sums an expand
+                for (int64_t i = 0; i < m; ++i) grad_x[lo + i] = gxb[i];
+                for (int64_t t = 1; t < steps; ++t) {
+                    for (int64_t i = 0; i < m; ++i) grad_x[lo + i] += gxb[t * width + i];
+                }
             }
             double sum = 0.0;
             for (int64_t i = 0; i < m; ++i) sum += static_cast<double>(acc[i]);
@@ -152,10 +162,11 @@ int backward(const T* x, const T* v_init, T k, const T* grad_s, const T* grad_v_
 }
 
 template <typename T>
-using forward_fn = void (*)(const T*, const T*, T, T*, T*, T*, int64_t, int64_t, T, T, int);
+using forward_fn = void (*)(const T*, int64_t, const T*, T, T*, T*, T*, int64_t, int64_t, T, T,
+                            int);
 template <typename T>
-using backward_fn = int (*)(const T*, const T*, T, const T*, const T*, const T*, T*, T*, double*,
-                            int64_t, int64_t, T, T, T, int, int);
+using backward_fn = int (*)(const T*, int64_t, const T*, T, const T*, const T*, const T*, T*, T*,
+                            double*, int64_t, int64_t, T, T, T, int, int);
 
 template <typename T>
 forward_fn<T> pick_forward(int hard, int decay) {
@@ -195,21 +206,22 @@ backward_fn<T> pick_backward(int sg_id, int hard, int decay, int detach) {
 // Exported C ABI (see _build.py for the ctypes signatures). The backward returns 0 on
 // success, 1 when out of memory, 2 for an unknown surrogate id.
 #define PLIF_EXPORT(SUFFIX, T)                                                                 \
-    extern "C" void plif_forward_##SUFFIX(const T* x, const T* v_init, T k, T* s, T* v_seq,   \
-                                          T* v_last, int64_t steps, int64_t n, T v_th,        \
-                                          T v_reset, int hard, int decay_input, int threads) { \
-        pick_forward<T>(hard, decay_input)(x, v_init, k, s, v_seq, v_last, steps, n, v_th,     \
-                                           v_reset, threads);                                 \
-    }                                                                                         \
-    extern "C" int plif_backward_##SUFFIX(                                                    \
-        const T* x, const T* v_init, T k, const T* grad_s, const T* grad_v_seq,               \
-        const T* grad_v_last, T* grad_x, T* grad_v_init, double* grad_k, int64_t steps,       \
-        int64_t n, T v_th, T v_reset, T alpha, int sg_id, int hard, int decay_input,          \
-        int detach, int threads) {                                                            \
-        backward_fn<T> fn = pick_backward<T>(sg_id, hard, decay_input, detach);               \
-        if (!fn) return 2;                                                                    \
-        return fn(x, v_init, k, grad_s, grad_v_seq, grad_v_last, grad_x, grad_v_init, grad_k, \
-                  steps, n, v_th, v_reset, alpha, sg_id, threads);                            \
+    extern "C" void plif_forward_##SUFFIX(const T* x, int64_t x_step, const T* v_init, T k,    \
+                                          T* s, T* v_seq, T* v_last, int64_t steps, int64_t n, \
+                                          T v_th, T v_reset, int hard, int decay_input,        \
+                                          int threads) {                                       \
+        pick_forward<T>(hard, decay_input)(x, x_step, v_init, k, s, v_seq, v_last, steps, n,   \
+                                           v_th, v_reset, threads);                            \
+    }                                                                                          \
+    extern "C" int plif_backward_##SUFFIX(                                                     \
+        const T* x, int64_t x_step, const T* v_init, T k, const T* grad_s,                     \
+        const T* grad_v_seq, const T* grad_v_last, T* grad_x, T* grad_v_init, double* grad_k,  \
+        int64_t steps, int64_t n, T v_th, T v_reset, T alpha, int sg_id, int hard,             \
+        int decay_input, int detach, int threads) {                                            \
+        backward_fn<T> fn = pick_backward<T>(sg_id, hard, decay_input, detach);                \
+        if (!fn) return 2;                                                                     \
+        return fn(x, x_step, v_init, k, grad_s, grad_v_seq, grad_v_last, grad_x, grad_v_init,  \
+                  grad_k, steps, n, v_th, v_reset, alpha, sg_id, threads);                     \
     }
 
 PLIF_EXPORT(f32, float)
