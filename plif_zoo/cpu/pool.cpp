@@ -2,8 +2,9 @@
 //
 // The forward keeps one byte per output for backward: the position of the first maximal
 // element inside its window (row-major, the element nn.MaxPool2d picks), so windows hold at
-// most 256 elements. The backward scatters each output gradient to that element; planes are
-// independent, so threads never write the same element and the result is deterministic.
+// most 256 elements. The backward sends each output gradient to that element (writing whole
+// windows in one pass when they tile the plane); planes are independent, so threads never
+// write the same element and the result is deterministic.
 #include <stdint.h>
 #include <string.h>
 
@@ -48,6 +49,21 @@ void pool_backward(const T* grad_y, const uint8_t* arg, T* grad_x, int64_t plane
         T* gx = grad_x + m * h * w;
         const T* gy = grad_y + m * ho * wo;
         const uint8_t* ap = arg + m * ho * wo;
+        if (kh == sh && kw == sw) {  // windows tile the plane: write every element once
+            for (int64_t i = 0; i < ho; ++i) {
+                for (int64_t a = 0; a < kh; ++a) {
+                    T* row = gx + (i * kh + a) * w;
+                    for (int64_t j = 0; j < wo; ++j) {
+                        const int64_t at = ap[i * wo + j];
+                        const T g = gy[i * wo + j];
+                        for (int64_t b = 0; b < kw; ++b) row[j * kw + b] = a * kw + b == at ? g : T(0);
+                    }
+                    for (int64_t col = wo * kw; col < w; ++col) row[col] = T(0);
+                }
+            }
+            memset(gx + ho * kh * w, 0, sizeof(T) * (h - ho * kh) * w);
+            continue;
+        }
         memset(gx, 0, sizeof(T) * h * w);
         for (int64_t i = 0; i < ho; ++i) {
             for (int64_t j = 0; j < wo; ++j) {
