@@ -96,6 +96,21 @@ def test_neuron_odd_sizes_and_one_step(dtype, shape):
                   _run("torch", x, v0, k, cfg, grad_s, grad_v), dtype, x.numel())
 
 
+def test_neuron_grad_k_with_more_blocks_than_reduction_threads():
+    """Over 1024 partial sums: sum_partials' threads each add several in their fixed order."""
+    x, v0 = _inputs((2, 1_050_000), torch.float32, seed=11)  # 1026 blocks of 4 x 256 neurons
+    k = torch.tensor(0.5, device="cuda")
+    cfg = NeuronConfig(True, 1.0, 0.0, True, surrogate.ATan(alpha=2.0), False)
+    grad_s = torch.randn(x.shape, device="cuda")
+    grad_v = torch.randn(x.shape[1:], device="cuda")
+    got = _run("cupy", x, v0, k, cfg, grad_s, grad_v)
+    want64 = _run("torch", x.double(), v0.double(), k.double(), cfg, grad_s.double(), grad_v.double())
+    # both float32 sums of 2.1M terms should sit within float32 rounding of the float64 one
+    want32 = _run("torch", x, v0, k, cfg, grad_s, grad_v)
+    err, ref_err = (got[4].double() - want64[4]).abs(), (want32[4].double() - want64[4]).abs()
+    assert err <= max(4 * ref_err, 1e-6 * want64[4].abs() + 1e-3)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_neuron_non_contiguous_and_misaligned_input(dtype):
     x, v0 = _inputs((5, 3, 8, 12), dtype, seed=4, contiguous=False)
