@@ -229,3 +229,78 @@ def test_config_round_trips_through_a_dict_and_rebuilds_the_model():
 def test_invalid_config_is_rejected_with_a_reason(change, message):
     with pytest.raises(ValueError, match=message):
         PAPER_NETWORKS["mnist"].replace(**change)
+
+
+def _authors_loop(model, x, T):
+    """The authors' StaticNetBase.forward, step by step, written out with the model's weights
+    (eval mode): static conv once, then per step SN-MP-Conv-BN-SN-MP-FC-SN-FC-SN, vote, sum / T."""
+    enc, conv2 = model.features[0], model.features[3]
+    fc1, fc2 = model.classifier[2], model.classifier[5]
+    nodes = [m for _, m in model.spiking_layers()]
+    k = [torch.sigmoid(n.w.detach()) for n in nodes]
+    static = enc.bn(enc.conv((x - enc.mean) / enc.std))
+    v = [0.0] * 4
+    counter = 0.0
+
+    def neuron(i, inp):
+        h = v[i] + (inp - v[i]) * k[i]  # v_reset = 0
+        s = (h >= 1.0).float()
+        v[i] = h * (1 - s)
+        return s
+
+    for _ in range(T):
+        s = torch.nn.functional.max_pool2d(neuron(0, static), 2, 2)
+        s = torch.nn.functional.max_pool2d(neuron(1, conv2[1](conv2[0](s))), 2, 2)
+        s = neuron(2, fc1(s.flatten(1)))
+        s = neuron(3, fc2(s))
+        counter = counter + torch.nn.functional.avg_pool1d(s.unsqueeze(1), 10, 10).squeeze(1)
+    return counter / T
+
+
+def test_forward_equals_the_authors_step_by_step_loop():
+    torch.manual_seed(0)
+    model = create_model("fashion-mnist-plif", T=4, backend="torch").eval()
+    with torch.no_grad():
+        model.features[0].bn.weight.fill_(4.0)  # stronger weights so that every layer spikes
+        model.features[3][1].weight.fill_(4.0)
+        for n in (2, 5):
+            model.classifier[n].weight.mul_(20.0)
+        model.features[1].w.fill_(0.5)  # layers with different tau
+        x = torch.rand(2, 1, 28, 28)
+        ours = model(x)
+        theirs = _authors_loop(model, x, 4)
+    assert ours.sum() > 0 and len(set(ours.flatten().tolist())) > 2
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
+
+
+def test_event_forward_equals_the_authors_per_frame_loop():
+    """NeuromorphicNet.forward of the authors: every layer runs per frame x[:, t], vote, sum / T."""
+    F = torch.nn.functional
+    torch.manual_seed(0)
+    model = create_model("nmnist-plif", backend="torch").eval()
+    enc, conv2 = model.features[0], model.features[3]
+    fc1, fc2 = model.classifier[2], model.classifier[5]
+    with torch.no_grad():
+        enc.bn.weight.fill_(4.0)
+        conv2[1].weight.fill_(4.0)
+        fc1.weight.mul_(20.0)
+        fc2.weight.mul_(20.0)
+        x = (torch.rand(2, 3, 2, 34, 34) < 0.3).float() * 2
+        ours = model(x)
+        k = [torch.sigmoid(n.w) for _, n in model.spiking_layers()]
+        v = [0.0] * 4
+
+        def neuron(i, inp):
+            h = v[i] + (inp - v[i]) * k[i]
+            s = (h >= 1.0).float()
+            v[i] = h * (1 - s)
+            return s
+
+        counter = 0.0
+        for t in range(3):
+            s = F.max_pool2d(neuron(0, enc.bn(enc.conv(x[:, t]))), 2, 2)
+            s = F.max_pool2d(neuron(1, conv2[1](conv2[0](s))), 2, 2)
+            s = neuron(3, fc2(neuron(2, fc1(s.flatten(1)))))
+            counter = counter + F.avg_pool1d(s.unsqueeze(1), 10, 10).squeeze(1)
+    assert ours.sum() > 0
+    torch.testing.assert_close(ours, counter / 3, rtol=0, atol=1e-6)
