@@ -710,7 +710,10 @@ def train(
         # A resumed run overwrites the weights, but a model known only by its folder must still be loaded.
         pretrained = cfg.pretrained and (ckpt is None or ":" in cfg.model)
         model = _build_model(cfg, num_classes, pretrained=pretrained)
+    # Rank 0 converts event data to frames (SpikingJelly's cache) before the others read it.
+    _barrier(dist_info, first=True)
     sets = _datasets(cfg, model)
+    _barrier(dist_info, first=False)
     num_classes = cfg.num_classes or sets["test"].num_classes
     if cfg.freeze_features:
         _freeze_features(model)
@@ -909,6 +912,14 @@ def _gather(obj: Any, dist_info: _Dist) -> list[Any]:
     objs: list[Any] = [None] * dist_info.world
     dist.all_gather_object(objs, obj)
     return objs
+
+
+def _barrier(dist_info: _Dist, first: bool) -> None:
+    """Called before (first=True) and after a step that rank 0 must do alone first."""
+    if dist_info.enabled and (dist_info.main != first):
+        import torch.distributed as dist
+
+        dist.barrier()
 
 
 def _any(flag: bool, dist_info: _Dist, device: torch.device) -> bool:

@@ -146,3 +146,130 @@ def test_imagefolder_images_are_resized_to_the_model_input(tmp_path):
     assert len(ds) == 9 and ds.num_classes == 3
     x, y = ds[4]
     assert x.shape == (1, 28, 28) and y == 1 and torch.allclose(x, torch.full_like(x, 41 / 255))
+
+
+# ----------------------------------------------------------------- event data in the original formats
+
+
+def nmnist_bin(events: list[tuple[int, int, int, int]]) -> bytes:
+    """N-MNIST .bin: 5 bytes per event, x, y, then polarity (bit 7) and a 23-bit timestamp (us)."""
+    out = bytearray()
+    for x, y, p, t in events:
+        out += bytes([x, y, (p << 7) | ((t >> 16) & 0x7F), (t >> 8) & 0xFF, t & 0xFF])
+    return bytes(out)
+
+
+def cifar10dvs_aedat(events: list[tuple[int, int, int, int]]) -> bytes:
+    """jAER AEDAT 2.0 as CIFAR10-DVS ships it: '#' header lines, then big-endian (address, timestamp)
+    pairs; address bits 1-7 = sensor x, 8-14 = sensor y, bit 0 = polarity. The dataset is stored
+    rotated: frame x = 127 - sensor y, frame y = 127 - sensor x, frame polarity = 1 - bit 0."""
+    header = b"#!AER-DAT2.0\r\n# This is a raw AE data file - do not edit\r\n# Data format is int32 address, int32 timestamp (8 bytes total)\r\n"
+    words = []
+    for x, y, p, t in events:
+        sx, sy, bit = 127 - y, 127 - x, 1 - p
+        words += [(sy << 8) | (sx << 1) | bit, t]
+    return header + np.asarray(words, dtype=">u4").tobytes()
+
+
+def aedat31(events: list[tuple[int, int, int, int]]) -> bytes:
+    """AEDAT 3.1 (DVS128 Gesture): text header up to '#!END-HEADER', then packets of a 28-byte
+    little-endian header (type 1 = polarity, size 8, capacity, ...) and 8-byte events
+    (data: x << 17 | y << 2 | polarity << 1 | valid, timestamp)."""
+    import struct
+
+    header = b"#!AER-DAT3.1\r\n#Format: RAW\r\n#Source 1: DVS128\r\n#!END-HEADER\r\n"
+    body = b"".join(struct.pack("<II", (x << 17) | (y << 2) | (p << 1) | 1, t) for x, y, p, t in events)
+    n = len(events)
+    return header + struct.pack("<HHIIIIII", 1, 1, 8, 4, 0, n, n, n) + body
+
+
+def random_events(rng, n: int, size: int, t0: int = 0) -> list[tuple[int, int, int, int]]:
+    return [(int(rng.integers(size)), int(rng.integers(size)), int(rng.integers(2)), t0 + 10 * k) for k in range(n)]
+
+
+def frames_of(events, T: int, size: int) -> torch.Tensor:
+    """Reference integration: T frames of equal event count (the last takes the remainder)."""
+    out = torch.zeros(T, 2, size, size)
+    step = len(events) // T
+    for k, (x, y, p, _) in enumerate(events):
+        out[min(k // step, T - 1), p, y, x] += 1
+    return out
+
+
+def test_nmnist_bin_files_become_frames_of_raw_event_counts(tmp_path):
+    rng = np.random.default_rng(0)
+    written = {}
+    for split in ("Train", "Test"):
+        for digit in range(10):
+            folder = tmp_path / "extract" / split / str(digit)
+            folder.mkdir(parents=True)
+            for k in range(7 if split == "Train" else 2):
+                ev = random_events(rng, 20 + k, 34)
+                (folder / f"{k:05d}.bin").write_bytes(nmnist_bin(ev))
+                written[(split, digit, k)] = ev
+    test = data.get_dataset("nmnist", "test", tmp_path, T=4)
+    assert len(test) == 20 and test.num_classes == 10
+    frames, label = test[5]  # class 2, second file
+    assert frames.shape == (4, 2, 34, 34) and frames.dtype == torch.float32 and label == 2
+    assert torch.equal(frames, frames_of(written[("Test", 2, 1)], 4, 34))
+    assert (tmp_path / "frames_number_4_split_by_number").is_dir()  # SpikingJelly's cache
+    sizes = [len(data.get_dataset("nmnist", s, tmp_path, T=4)) for s in ("train-full", "train", "val")]
+    assert sizes == [70, 60, 10]  # accuracy-B: the first 15% of each class (int(7 * 0.15) = 1)
+    val = data.get_dataset("nmnist", "val", tmp_path, T=4)
+    assert torch.equal(val[3][0], frames_of(written[("Train", 3, 0)], 4, 34))
+
+
+def test_cifar10_dvs_aedat_files_split_900_100_by_numeric_index(tmp_path):
+    rng = np.random.default_rng(1)
+    classes = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+    written = {}
+    for c, name in enumerate(classes):
+        folder = tmp_path / "extract" / name
+        folder.mkdir(parents=True)
+        for i in range(12):  # per class, the last tenth by numeric index is test: 11 (a text sort says 9)
+            ev = random_events(rng, 8, 128)
+            (folder / f"cifar10_{name}_{i}.aedat").write_bytes(cifar10dvs_aedat(ev))
+            written[(c, i)] = ev
+    test = data.get_dataset("cifar10-dvs", "test", tmp_path, T=2)
+    train = data.get_dataset("cifar10-dvs", "train-full", tmp_path, T=2)
+    assert len(test) == 10 and len(train) == 110
+    assert [Path(f).stem for f in test.files[:2]] == ["cifar10_airplane_11", "cifar10_automobile_11"]
+    assert [Path(f).stem for f in train.files[:3]] == [f"cifar10_airplane_{i}" for i in range(3)]
+    frames, label = test[3]
+    assert label == 3 and torch.equal(frames, frames_of(written[(3, 11)], 2, 128))
+
+
+def test_dvs128_gesture_keeps_every_trial_of_the_official_lists(tmp_path):
+    rng = np.random.default_rng(2)
+    folder = tmp_path / "extract" / "DvsGesture"
+    folder.mkdir(parents=True)
+    every = list(range(1, 12))
+    trials = {"user01_fluorescent": every, "user02_lab": [3, 3, 11], "user24_led": every}
+    segments = {}
+    for trial, labels in trials.items():
+        events, rows = [], []
+        for k, c in enumerate(labels):
+            start = 1000 * (k + 1)
+            seg = random_events(rng, 6, 128, t0=start)
+            events += seg
+            rows.append(f"{c},{start},{start + 500}")
+            segments[(trial, c, sum(1 for x in labels[:k] if x == c))] = seg
+        (folder / f"{trial}.aedat").write_bytes(aedat31(events))
+        (folder / f"{trial}_labels.csv").write_text("class,startTime_usec,endTime_usec\n" + "\n".join(rows) + "\n")
+    (folder / "trials_to_train.txt").write_text("user01_fluorescent.aedat\nuser02_lab.aedat\n")
+    (folder / "trials_to_test.txt").write_text("user24_led.aedat\n")
+    train = data.get_dataset("dvs128-gesture", "train-full", tmp_path, T=3)
+    test = data.get_dataset("dvs128-gesture", "test", tmp_path, T=3)
+    assert len(train) == 14 and len(test) == 11 and train.num_classes == 11
+    assert sorted(train.targets.tolist()) == sorted(list(range(11)) + [2, 2, 10])
+    i = train.files.index(next(f for f in train.files if Path(f).stem == "user02_lab_1" and "/2/" in f))
+    frames, label = train[i]
+    assert label == 2 and torch.equal(frames, frames_of(segments[("user02_lab", 3, 1)], 3, 128))
+
+
+def test_missing_event_data_names_the_expected_files(tmp_path):
+    with pytest.raises(data.DatasetNotFoundError) as err:
+        data.get_dataset("dvs128-gesture", "train", tmp_path, T=4)
+    assert "DvsGesture.tar.gz" in str(err.value) and "trials_to_train.txt" in str(err.value)
+    with pytest.raises(data.DatasetNotFoundError, match="Train.zip"):
+        data.get_dataset("nmnist", "test", None, T=4)

@@ -256,3 +256,19 @@ def test_plot_writes_accuracy_and_tau_figures(tmp_path):
 def test_amp_on_cpu_trains_in_bfloat16(tmp_path):
     result = run(tmp_path, amp=True, max_train_samples=16)
     assert np.isfinite(result["history"][0]["train_loss"])
+
+
+def test_event_frames_train_end_to_end(tmp_path):
+    from test_data import nmnist_bin, random_events
+
+    rng = np.random.default_rng(0)
+    for split, n in (("Train", 7), ("Test", 1)):
+        for digit in range(10):
+            folder = tmp_path / "nmnist" / "extract" / split / str(digit)
+            folder.mkdir(parents=True)
+            for k in range(n):
+                (folder / f"{k:05d}.bin").write_bytes(nmnist_bin(random_events(rng, 40, 34)))
+    result = training.train("nmnist-plif", data_dir=str(tmp_path / "nmnist"), out=str(tmp_path / "run"), epochs=1,
+                            T=4, batch_size=8, model_kwargs=NARROW, threads=1, backend="torch", progress=False)
+    row = result["history"][0]
+    assert (row["val_samples"], row["test_samples"]) == (10, 10) and np.isfinite(row["train_loss"])
