@@ -35,8 +35,11 @@ __all__ = [
     "published_entry",
 ]
 
-# Weights that exist, one entry per id. ``revision`` is the pinned Hub commit (40 hex),
-# ``sha256`` that of model.safetensors; ``accuracy`` (percent) with its ``protocol``.
+# Weights that exist, one entry per id. ``revision`` is the pinned Hub commit (40 hex), or
+# None for weights shipped only in the repository's weights/<id>/ folder (not on the Hub
+# yet); ``sha256`` that of model.safetensors; ``accuracy`` (percent) with its ``protocol``.
+# `plif-zoo push MODEL_DIR` prints the line; for weights/ only:
+#   python -c "from plif_zoo.registry import published_entry as e; print(e('weights/ID', None))"
 # Example:
 #   "fashion-mnist-plif": dict(revision="0123...", sha256="abcd...", accuracy=93.1,
 #                              protocol="accuracy-B: ..., 1 x H200, `plif-zoo train ...`"),
@@ -102,7 +105,7 @@ class WeightSource:
     """Where a model's weights live and how to check them."""
 
     hf_repo: str  # Hub repo id, e.g. "plif-zoo/fashion-mnist-plif"
-    revision: str  # pinned Hub commit (40 hex) so a load is reproducible
+    revision: str | None  # pinned Hub commit (40 hex); None = only in weights/ folders so far
     sha256: str  # sha256 of the weight file, checked before loading
     filename: str = hub.WEIGHTS_NAME  # the weight file in the repo
     license: str = "MIT"  # license of the weights
@@ -158,8 +161,9 @@ class ModelInfo:
 
     @property
     def has_weights(self) -> bool:
-        """Published weights, or a local folder in $PLIF_ZOO_WEIGHTS / the repo's weights/."""
-        return self.weights is not None or _local_folder(self.id) is not None
+        """Loadable weights: on the Hub, or a local folder in $PLIF_ZOO_WEIGHTS / the repo's weights/."""
+        on_hub = self.weights is not None and self.weights.revision is not None
+        return on_hub or _local_folder(self.id) is not None
 
     def as_dict(self) -> dict:
         """Flat dict of every field, for tables and JSON."""
@@ -205,7 +209,7 @@ def _build_registry() -> dict[str, ModelInfo]:
             if published:
                 weights = WeightSource(
                     hf_repo=published.get("hf_repo", f"{HUB_ORG}/{model_id}"),
-                    revision=published["revision"],
+                    revision=published.get("revision"),
                     sha256=published["sha256"],
                     license=published.get("license", "MIT"),
                 )
@@ -315,6 +319,13 @@ def _resolve_pretrained(
         return hub.load_folder(local, expected_sha256=expected, backend=backend)
     if info.weights is None:
         raise _no_weights_error(name)
+    if info.weights.revision is None and revision is None:
+        raise FileNotFoundError(
+            f"the weights of {name!r} are not on the Hub yet: they ship in the plif-zoo "
+            f"repository's weights/{name}/ folder. Clone the repository (git lfs pull if needed) "
+            f"or set PLIF_ZOO_WEIGHTS to a folder holding {name}/ (searched: "
+            f"{', '.join(str(d) for d in weights_dirs())})"
+        )
     folder = hub.download(info.weights.hf_repo, revision=revision or info.weights.revision,
                           cache_dir=cache_dir, local_files_only=local_files_only)
     expected = info.weights.sha256 if revision is None else None
@@ -402,7 +413,12 @@ def markdown_table(pattern: str = "*") -> str:
         info = model_info(model_id)
         shape = "x".join(map(str, info.input_shape))
         ours = pct(info.accuracy) + (f" ({info.accuracy_protocol})" if info.accuracy_protocol else "")
-        weights = f"[yes](https://huggingface.co/{info.weights.hf_repo})" if info.weights else "no"
+        if info.weights is None:
+            weights = "no"
+        elif info.weights.revision is None:
+            weights = f"yes (`weights/{model_id}/`)"
+        else:
+            weights = f"[yes](https://huggingface.co/{info.weights.hf_repo}/tree/{info.weights.revision})"
         rows.append(
             f"| `{model_id}` | {info.dataset} | {shape} | {info.T} | {info.num_params / 1e6:.2f}M | "
             f"{pct(info.paper_accuracy_a)} | {pct(info.paper_accuracy_b)} | {ours} | {weights} |"
@@ -410,8 +426,9 @@ def markdown_table(pattern: str = "*") -> str:
     return "\n".join(rows) + "\n"
 
 
-def published_entry(folder: str | os.PathLike, revision: str, hf_repo: str | None = None) -> str:
-    """The ``PUBLISHED_WEIGHTS`` line that registers a model folder pushed to the Hub at ``revision``.
+def published_entry(folder: str | os.PathLike, revision: str | None, hf_repo: str | None = None) -> str:
+    """The ``PUBLISHED_WEIGHTS`` line that registers a model folder pushed to the Hub at
+    ``revision`` (None: shipped in the repository's weights/ folder only).
 
     Reads the id, sha256, accuracy (``accuracy_b`` first) and protocol from its config.json.
     """

@@ -1,5 +1,6 @@
 """Registry ids, metadata, load/create_model and model folders (save_pretrained, local weights)."""
 
+import dataclasses
 import json
 import warnings
 
@@ -39,9 +40,8 @@ def test_list_models_matches_shell_wildcards():
 
 
 def test_list_pretrained_is_empty_until_weights_exist(no_local_weights):
-    assert plif_zoo.list_models(pretrained=True) == [
-        i for i in plif_zoo.list_models() if registry.model_info(i).weights is not None
-    ]
+    on_hub = sorted(i for i, entry in registry.PUBLISHED_WEIGHTS.items() if entry.get("revision"))
+    assert plif_zoo.list_models(pretrained=True) == on_hub
 
 
 def test_model_info_holds_everything_known():
@@ -232,3 +232,38 @@ def test_readme_zoo_table_is_current():
     if script.START not in script.README.read_text():
         pytest.skip("README.md has no zoo-table markers yet")
     assert script.main(["--check"]) == 0, "run python scripts/readme_table.py --write"
+
+
+def test_one_published_weights_line_registers_a_weights_folder(tmp_path, monkeypatch):
+    model, folder = _saved(tmp_path / "weights", metrics={"accuracy_b": 91.25}, protocol="accuracy-B, test")
+    line = registry.published_entry(folder, None)
+    entry = eval("{" + line + "}")  # the line as it would be pasted into PUBLISHED_WEIGHTS
+    monkeypatch.setattr(registry, "PUBLISHED_WEIGHTS", entry)
+    monkeypatch.setattr(registry, "_REGISTRY", registry._build_registry())
+    monkeypatch.setattr(registry, "weights_dirs", lambda: [tmp_path / "weights"])
+
+    info = plif_zoo.model_info("fashion-mnist-plif")
+    assert (info.accuracy, info.accuracy_protocol) == (91.25, "accuracy-B, test")
+    assert info.weights.sha256 == hub.sha256_file(folder / "model.safetensors")
+    assert info.weights.revision is None and info.has_weights
+    assert plif_zoo.list_models("fashion*", pretrained=True) == ["fashion-mnist-plif"]
+    assert "| 91.25% (accuracy-B, test) | yes (`weights/fashion-mnist-plif/`) |" in registry.markdown_table()
+    loaded = plif_zoo.load("fashion-mnist-plif", backend="torch")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True))
+
+    monkeypatch.setattr(registry, "weights_dirs", lambda: [tmp_path / "elsewhere"])
+    assert plif_zoo.list_models("fashion*", pretrained=True) == []
+    with pytest.raises(FileNotFoundError, match="not on the Hub yet.*weights/fashion-mnist-plif/"):
+        plif_zoo.load("fashion-mnist-plif")
+
+
+def test_registered_sha256_rejects_other_weights_in_the_folder(tmp_path, monkeypatch):
+    _, folder = _saved(tmp_path / "weights")
+    info = registry.model_info("fashion-mnist-plif")
+    monkeypatch.setitem(registry._REGISTRY, "fashion-mnist-plif", dataclasses.replace(
+        info, weights=registry.WeightSource(hf_repo="plif-zoo/fashion-mnist-plif", revision=None,
+                                            sha256="0" * 64)))
+    monkeypatch.setattr(registry, "weights_dirs", lambda: [tmp_path / "weights"])
+    with pytest.raises(ChecksumError, match="other weights than the registered ones"):
+        plif_zoo.load("fashion-mnist-plif")
+
