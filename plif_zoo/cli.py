@@ -95,7 +95,7 @@ def cmd_download(args: argparse.Namespace) -> int:
     from .registry import load
 
     model = load(args.model, revision=args.revision, cache_dir=args.cache_dir)
-    print(f"{args.model}: weights verified (sha256) and cached; "
+    print(f"{args.model}: weights verified (sha256), available offline now; "
           f"{sum(p.numel() for p in model.parameters()):,} parameters")
     return 0
 
