@@ -8,7 +8,7 @@ import torch
 
 from ..kernels.spec import surrogate_spec
 from ..neurons import NeuronConfig
-from . import _build
+from . import _build, _memory
 
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 
@@ -31,8 +31,8 @@ def _forward(x: torch.Tensor, v_init: torch.Tensor, k: float, cfg: NeuronConfig,
     """x: [T, M] (or [M], the same input at every step), v_init: [M], both contiguous
     -> (s [T, M], v_last [M] or v_seq [T, M])."""
     n = v_init.numel()
-    s = x.new_empty((steps, n))
-    v_seq = torch.empty_like(s) if cfg.store_v_seq else None
+    s = _memory.empty((steps, n), x.dtype)
+    v_seq = _memory.empty((steps, n), x.dtype) if cfg.store_v_seq else None
     v_last = torch.empty_like(v_init)
     hard = cfg.v_reset is not None
     getattr(_build.library(), f"plif_forward_{_SUFFIX[x.dtype]}")(
@@ -68,7 +68,7 @@ class CompiledMultiStep(torch.autograd.Function):
         steps, n = ctx.steps, v_init.numel()
         grad_s = None if grad_s is None else grad_s.contiguous()
         grad_v = None if grad_v is None else grad_v.contiguous()
-        grad_x = torch.empty_like(x)
+        grad_x = _memory.empty(x.shape, x.dtype)
         grad_v_init = torch.empty_like(v_init) if ctx.needs_input_grad[1] else None
         grad_k = ctypes.c_double()
         sg_id, alpha = _spec(cfg)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _build
+from . import _build, _memory
 
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 
@@ -24,7 +24,7 @@ class CompiledMaxPool(torch.autograd.Function):
         (arg,) = ctx.saved_tensors
         shape, (kh, kw), (sh, sw) = ctx.geometry
         grad_y = grad_y.contiguous()
-        grad_x = torch.empty(shape, dtype=grad_y.dtype)
+        grad_x = _memory.empty(shape, grad_y.dtype)
         getattr(_build.library(), f"plif_pool_backward_{_SUFFIX[grad_y.dtype]}")(
             grad_y.data_ptr(), arg.data_ptr(), grad_x.data_ptr(), shape[0], shape[1], shape[2],
             kh, kw, sh, sw, torch.get_num_threads(),
@@ -36,7 +36,7 @@ def _pool_forward(x: torch.Tensor, kernel, stride, keep_arg: bool):
     (kh, kw), (sh, sw) = kernel, stride
     planes, h, w = x.shape
     ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
-    y = torch.empty((planes, ho, wo), dtype=x.dtype)
+    y = _memory.empty((planes, ho, wo), x.dtype)
     arg = torch.empty((planes, ho, wo), dtype=torch.uint8) if keep_arg else None
     getattr(_build.library(), f"plif_pool_forward_{_SUFFIX[x.dtype]}")(
         x.data_ptr(), y.data_ptr(), None if arg is None else arg.data_ptr(), planes, h, w,
