@@ -60,6 +60,7 @@ __all__ = [
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 CHECKPOINT = "checkpoint.pt"
+LOG_EVERY_S = 300  # without a progress bar, a line at most this often (and at each checkpoint)
 
 
 @dataclass
@@ -584,11 +585,22 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     os.replace(tmp, path)
 
 
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _hardware(device: torch.device, threads: int, world: int) -> str:
     if device.type == "cuda":
         what = torch.cuda.get_device_name(device)
     else:
-        what = f"{platform.processor() or platform.machine()} CPU, {threads} threads"
+        what = f"{_cpu_name()} CPU ({os.cpu_count()} cores), {threads} threads"
     return what if world == 1 else f"{world} x {what}"
 
 
@@ -801,7 +813,7 @@ def train(
                 from tqdm import tqdm
 
                 bar = tqdm(total=len(batches), initial=start_step, desc=f"epoch {epoch + 1}/{cfg.epochs}", dynamic_ncols=True)
-            t0 = t_mark = time.perf_counter()
+            t0 = t_mark = t_log = time.perf_counter()
             step = start_step
             for x, y in loader:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -823,6 +835,10 @@ def train(
                     bar.set_postfix(loss=f"{(running[0] + local[0] * dist_info.world) / seen:.4f}",
                                     acc=f"{(running[1] + local[1] * dist_info.world) / seen:.3f}",
                                     img_s=f"{local[2] * dist_info.world / (time.perf_counter() - t0):.1f}")
+                if bar is None and dist_info.main and time.perf_counter() - t_log > LOG_EVERY_S:
+                    t_log = time.perf_counter()
+                    print(f"epoch {epoch + 1} step {step}/{len(batches)}: loss {local[0] / local[2]:.4f} "
+                          f"acc {local[1] / local[2]:.4f} {local[2] * dist_info.world / (t_log - t0):.1f} img/s", flush=True)
                 interrupt = _any(stop.requested, dist_info, device)
                 if step < len(batches) and (interrupt or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)):
                     totals = [a + b for a, b in zip(running, _all_sum(local, dist_info, device), strict=True)]
