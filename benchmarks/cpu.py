@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import platform
 import statistics
 import subprocess
@@ -188,6 +189,8 @@ def main(argv=None) -> None:
     print(f"# {cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
           f"spikingjelly 2.0.0, python {platform.python_version()}")
     print(f"# command: python benchmarks/cpu.py {' '.join(sys.argv[1:] if argv is None else argv)}")
+    print("# load average before the run (other processes share these cores): "
+          + ", ".join(f"{v:.1f}" for v in os.getloadavg()))
     if "neuron" in args.sections:
         steps = [8] if args.quick else [4, 8, 16]
         log2 = [18, 20] if args.quick else [18, 19, 20, 21, 22]
