@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from spikingjelly.activation_based import surrogate
 
 from plif_zoo import PLIFNode, backends, cpu, pooling
-from plif_zoo.cpu import _build
+from plif_zoo.cpu import _build, _memory
 from plif_zoo.neurons import NeuronConfig, _charge, _reset, _TorchMultiStep
 
 if shutil.which(_build.compiler()) is None:
@@ -343,6 +343,39 @@ def test_pooling_auto_uses_cpu_and_matches_torch_backend():
 def test_max_pool_rejects_windows_larger_than_the_input():
     with pytest.raises(ValueError, match="smaller than the pooling window"):
         cpu.max_pool_multi_step(torch.zeros(1, 1, 1, 2, 2), (3, 3), (3, 3))
+
+
+# ---- output buffers -------------------------------------------------------------------------
+
+
+def _vma_flags(address: int) -> dict[str, str]:
+    """The /proc/self/smaps fields of the mapping that holds ``address``."""
+    fields, inside = {}, False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            head = line.split()[0]
+            if "-" in head and ":" not in head:
+                lo, hi = (int(v, 16) for v in head.split("-"))
+                inside = lo <= address < hi
+            elif inside:
+                fields[head.rstrip(":")] = line.split(":", 1)[1].strip()
+    return fields
+
+
+def _thp_mode() -> str:
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            return f.read().split("[")[1].split("]")[0]
+    except (OSError, IndexError):
+        return "never"
+
+
+@pytest.mark.skipif(_thp_mode() == "never", reason="transparent huge pages are off here")
+def test_large_outputs_are_eligible_for_huge_pages():
+    t = _memory.empty((8, 2**20), torch.float32)
+    t.fill_(1.0)
+    assert t.shape == (8, 2**20) and t.dtype == torch.float32 and t.is_contiguous()
+    assert _vma_flags(t.data_ptr() + t.nbytes // 2).get("THPeligible") == "1"
 
 
 # ---- building, caching and the fallback ---------------------------------------------------
