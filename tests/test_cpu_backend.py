@@ -98,7 +98,7 @@ def test_matches_reference_for_every_option(decay_input, v_reset, detach_reset, 
     _assert_matches(_run(cpu.neuron_multi_step, *args, cfg), _run(_reference, *args, cfg), dtype)
 
 
-@pytest.mark.parametrize("steps,neurons", [(1, 1), (1, 700), (3, 511), (5, 513), (2, 1537)])
+@pytest.mark.parametrize("steps,neurons", [(1, 1), (1, 700), (3, 511), (5, 513), (2, 1537), (2, 8195)])
 def test_odd_sizes_and_single_step(steps, neurons):
     cfg = _cfg(detach_reset=False)
     args = _inputs((steps, neurons))

@@ -17,6 +17,7 @@
 
 namespace {
 
+constexpr int64_t FORWARD_WIDTH = 4096;  // long runs per row stream better
 constexpr int64_t MAX_WIDTH = 512;
 
 // Chunk width for the backward: keeps its local [T, width] buffers around 64 KiB.
@@ -68,14 +69,14 @@ inline void reverse_step(const T* __restrict__ h, const T* __restrict__ v_prev,
 template <typename T, bool HARD, bool DECAY>
 void forward(const T* x, int64_t x_step, const T* v_init, T k, T* s, T* v_seq, T* v_last,
              int64_t steps, int64_t n, T v_th, T v_reset, int threads) {
-    const int64_t chunks = (n + MAX_WIDTH - 1) / MAX_WIDTH;
-#pragma omp parallel for schedule(dynamic, 8) num_threads(threads) if (chunks > 1)
+    const int64_t chunks = (n + FORWARD_WIDTH - 1) / FORWARD_WIDTH;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (chunks > 1)
     for (int64_t c = 0; c < chunks; ++c) {
         // built here, not outside the parallel region, so its constant fields stay constant
         const plif_params<T> p = plif_make_params<T>(v_th, v_reset, T(0), 0, HARD, DECAY, 0);
-        const int64_t lo = c * MAX_WIDTH;
-        const int64_t m = n - lo < MAX_WIDTH ? n - lo : MAX_WIDTH;
-        T v[MAX_WIDTH];
+        const int64_t lo = c * FORWARD_WIDTH;
+        const int64_t m = n - lo < FORWARD_WIDTH ? n - lo : FORWARD_WIDTH;
+        T v[FORWARD_WIDTH];
         for (int64_t i = 0; i < m; ++i) v[i] = v_init[lo + i];
         for (int64_t t = 0; t < steps; ++t) {
             forward_step(x + t * x_step + lo, s + t * n + lo, v, m, k, p);
