@@ -982,8 +982,10 @@ def _read_csv(path: Path) -> list[dict[str, float]]:
 def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
     """PNG plots of a run: ``accuracy.png`` (train / val / test top-1 and accuracy-A/B per epoch)
     and ``tau.png`` (tau of every PLIF layer per epoch, the paper's Fig. 7). Returns the paths."""
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError("plotting needs matplotlib: pip install matplotlib") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
