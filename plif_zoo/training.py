@@ -84,7 +84,7 @@ class TrainConfig:
     pretrained: bool = False  # start from the zoo's weights (fine-tuning)
     freeze_features: bool = False  # train only the classifier (BN of the features stays frozen)
     max_train_samples: int | None = None  # a seeded random subset of the training split
-    max_eval_samples: int | None = None  # the first N of validation and of test
+    max_eval_samples: int | None = None  # N evenly spaced samples of validation and of test
     eval_batch_size: int = 64
     checkpoint_every: int = 0  # also checkpoint every N training steps inside an epoch (0: per epoch only)
     device: str = "auto"  # auto: cuda when available
@@ -289,8 +289,16 @@ def _datasets(cfg: TrainConfig, model: nn.Module | None = None) -> dict[str, Dat
         sets["train"] = _subset(sets["train"], keep.tolist())
     for name in ("val", "test"):
         if name in sets and cfg.max_eval_samples is not None and cfg.max_eval_samples < len(sets[name]):
-            sets[name] = _subset(sets[name], range(cfg.max_eval_samples))
+            sets[name] = _subset(sets[name], eval_slice(len(sets[name]), cfg.max_eval_samples))
     return sets
+
+
+def eval_slice(size: int, n: int) -> list[int]:
+    """``n`` evenly spaced indices of a split of ``size``: a fixed slice that, unlike the first
+    ``n``, covers every class when a split is ordered by class (the event datasets)."""
+    if n >= size:
+        return list(range(size))
+    return [i * size // n for i in range(n)]
 
 
 def _subset(ds: Dataset, indices: Iterable[int]) -> Dataset:
@@ -426,7 +434,7 @@ def evaluate(
     data_dir: str | Path | None = None,
     split: str = "test",
     pretrained: bool = True,
-    max_samples: int | None = None,
+    max_samples: int | None = None,  # N evenly spaced samples (eval_slice)
     batch_size: int = 64,
     device: str = "auto",
     amp: bool = False,
@@ -461,7 +469,7 @@ def evaluate(
         dataset = data_mod.get_dataset(name, split, data_dir, T=getattr(model, "T", None),
                                        val_fraction=val_fraction, image_shape=image_shape)
     if max_samples is not None and max_samples < len(dataset):
-        dataset = _subset(dataset, range(max_samples))
+        dataset = _subset(dataset, eval_slice(len(dataset), max_samples))
     num_classes = getattr(dataset, "num_classes", None) or int(torch.as_tensor(dataset.targets).max()) + 1
     dist_info = _Dist()
     dev = _resolve_device(device, dist_info)

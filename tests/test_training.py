@@ -272,3 +272,11 @@ def test_event_frames_train_end_to_end(tmp_path):
                             T=4, batch_size=8, model_kwargs=NARROW, threads=1, backend="torch", progress=False)
     row = result["history"][0]
     assert (row["val_samples"], row["test_samples"]) == (10, 10) and np.isfinite(row["train_loss"])
+
+
+def test_eval_slice_is_evenly_spaced_and_covers_a_class_sorted_split():
+    targets = torch.arange(10).repeat_interleave(100)  # event splits are ordered by class
+    picked = training.eval_slice(len(targets), 20)
+    assert picked == list(range(0, 1000, 50))
+    assert torch.bincount(targets[picked]).tolist() == [2] * 10
+    assert training.eval_slice(5, 20) == [0, 1, 2, 3, 4]
