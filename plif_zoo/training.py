@@ -612,6 +612,31 @@ def _hardware(device: torch.device, threads: int, world: int) -> str:
     return what if world == 1 else f"{world} x {what}"
 
 
+def _write_summary(out: Path, cfg: TrainConfig, state: dict, hardware: str) -> None:
+    """summary.json: both protocols over the run so far (the best/ card is frozen at its epoch)."""
+    history = state["history"]
+    best = next((r for r in history if r["epoch"] == state["best_epoch"]), None)
+    summary = {
+        "model": cfg.model,
+        "dataset": cfg.dataset,
+        "epochs_done": len(history),
+        "accuracy_a": max(r["test_top1"] for r in history),
+        "accuracy_a_epoch": max(history, key=lambda r: r["test_top1"])["epoch"],
+        "accuracy_b": best["test_top1"] if best else None,
+        "accuracy_b_epoch": state["best_epoch"] or None,
+        "val_top1_at_b": best["val_top1"] if best else None,
+        "val_samples": history[-1].get("val_samples"),
+        "test_samples": history[-1]["test_samples"],
+        "taus_at_b": next((t for t in state["taus"] if t["epoch"] == state["best_epoch"]), None),
+        "train_wall_s": state["wall_s"],
+        "hardware": hardware,
+        "recipe": {k: getattr(cfg, k) for k in ("batch_size", "lr", "t_max", "seed", "T", "amp", "val_fraction", "epochs")},
+    }
+    tmp = out / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    os.replace(tmp, out / "summary.json")
+
+
 def _save_best(model: nn.Module, out: Path, cfg: TrainConfig, row: dict, hardware: str, wall_s: float) -> None:
     import plif_zoo
 
@@ -900,6 +925,7 @@ def train(
                 writer.scalars(row, tau_row)
                 if improved or (cfg.val_fraction == 0 and row["test_top1"] >= prev_a):
                     _save_best(model, out, cfg, row, hardware, state["wall_s"])
+                _write_summary(out, cfg, state, hardware)
                 msg = " ".join(f"{k} {v:.4f}" for k, v in row.items() if k.endswith(("loss", "top1", "accuracy_a", "accuracy_b")))
                 print(f"epoch {epoch + 1}/{cfg.epochs}: {msg} ({row['train_images_per_s']:.1f} img/s)", flush=True)
             save_checkpoint(epoch + 1, 0, [0.0, 0.0, 0.0])

@@ -5,6 +5,7 @@ keeps each run to a few seconds on 2 CPU cores."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -95,8 +96,11 @@ def test_training_lowers_the_loss_and_writes_the_run_folder(tmp_path):
     best = plif_zoo.load(f"local-dir:{out / 'best'}")
     card = plif_zoo.hub.read_config(out / "best")["card"]
     assert card["best_epoch"] == int(rows[vals.index(max(vals))]["epoch"])
-    assert card["metrics"]["accuracy_b"] == pytest.approx(100 * max(tests[: card["best_epoch"]]) if False else 100 * tests[card["best_epoch"] - 1])
+    assert card["metrics"]["accuracy_b"] == pytest.approx(100 * tests[card["best_epoch"] - 1])  # percent
     assert best.config.channels == 32
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["accuracy_a"] == max(tests) and summary["accuracy_b"] == float(rows[-1]["accuracy_b"])
+    assert summary["epochs_done"] == 3 and summary["accuracy_b_epoch"] == card["best_epoch"]
 
 
 def test_checkpoint_is_weights_only_loadable_with_optimizer_scheduler_and_rng(tmp_path):
