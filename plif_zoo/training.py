@@ -88,7 +88,7 @@ class TrainConfig:
     eval_batch_size: int = 64
     checkpoint_every: int = 0  # also checkpoint every N training steps inside an epoch (0: per epoch only)
     device: str = "auto"  # auto: cuda when available
-    amp: bool = False  # autocast: bfloat16 on CPU, float16 + GradScaler on CUDA
+    amp: bool = False  # training under autocast: bfloat16 on CPU, float16 + GradScaler on CUDA (evaluation stays fp32)
     threads: int | None = None  # torch.set_num_threads
     num_workers: int = 0  # DataLoader workers
     backend: str = "auto"  # neuron / pooling backend
@@ -902,7 +902,9 @@ def train(
             for split in ("val", "test"):
                 if split in sets:
                     loader = _eval_loader(sets[split], cfg.eval_batch_size, dist_info, cfg.num_workers, pin)
-                    r = _run_eval(model, loader, num_classes, device, cfg.amp, dist_info)
+                    # fp32 even with --amp: the card's accuracy must be what `plif-zoo eval` of the
+                    # stored fp32 weights measures.
+                    r = _run_eval(model, loader, num_classes, device, False, dist_info)
                     row.update({f"{split}_loss": r["loss"], f"{split}_top1": r["top1"], f"{split}_samples": r["samples"]})
             improved = "val_top1" in row and row["val_top1"] > state["best_val"]
             if improved:
