@@ -98,6 +98,8 @@ def test_training_lowers_the_loss_and_writes_the_run_folder(tmp_path):
     assert card["best_epoch"] == int(rows[vals.index(max(vals))]["epoch"])
     assert card["metrics"]["accuracy_b"] == pytest.approx(100 * tests[card["best_epoch"] - 1])  # percent
     assert best.config.channels == 32
+    again = training.evaluate(f"local-dir:{out / 'best'}", "fashion-mnist", max_samples=24, backend="torch")
+    assert again["top1"] == pytest.approx(card["metrics"]["test_top1"] / 100)  # the card's number is reproducible
     summary = json.loads((out / "summary.json").read_text())
     assert summary["accuracy_a"] == max(tests) and summary["accuracy_b"] == float(rows[-1]["accuracy_b"])
     assert summary["epochs_done"] == 3 and summary["accuracy_b_epoch"] == card["best_epoch"]
