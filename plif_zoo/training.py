@@ -308,13 +308,8 @@ def _subset(ds: Dataset, indices: Iterable[int]) -> Dataset:
 
 
 def _frames(cfg: TrainConfig, model: nn.Module | None) -> int | None:
-    if cfg.T is not None:
-        return cfg.T
-    if model is not None:
-        return getattr(model, "T", None)
-    import plif_zoo
-
-    return getattr(plif_zoo.create_model(cfg.model), "T", None)
+    """Frames per event sample: the run's T, else the model's."""
+    return cfg.T if cfg.T is not None else getattr(model, "T", None)
 
 
 def _model_input_shape(cfg: TrainConfig, model: nn.Module | None) -> tuple[int, int, int]:
@@ -328,7 +323,7 @@ def _model_input_shape(cfg: TrainConfig, model: nn.Module | None) -> tuple[int, 
 
 
 def _eval_loader(ds: Dataset, batch_size: int, dist_info: _Dist, num_workers: int, pin: bool) -> DataLoader:
-    indices = list(range(dist_info.rank, len(ds), dist_info.world))  # contiguous-free shard, no padding
+    indices = list(range(dist_info.rank, len(ds), dist_info.world))  # a strided shard per rank, no padding
     batches = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
     return DataLoader(ds, batch_sampler=batches, num_workers=num_workers, pin_memory=pin,
                       generator=torch.Generator().manual_seed(0))  # leaves the global RNG alone
