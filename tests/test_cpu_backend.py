@@ -433,6 +433,11 @@ def test_missing_compiler_warns_once_and_falls_back_to_torch(tmp_path):
             backends.resolve("cpu", x)
         except ValueError as err:
             print("ERR", err)
+        from plif_zoo import cpu
+        try:
+            cpu.neuron_multi_step(x, torch.zeros(3, 5), torch.tensor(0.5), node.config)
+        except RuntimeError as err:
+            print("RUNTIME", err)
         """
     )
     env = dict(os.environ, PLIF_ZOO_CXX=str(tmp_path / "no-such-g++"), PLIF_ZOO_CACHE=str(tmp_path))
@@ -442,3 +447,4 @@ def test_missing_compiler_warns_once_and_falls_back_to_torch(tmp_path):
     assert len(warning_lines) == 1
     assert "no-such-g++" in warning_lines[0] and "torch reference" in warning_lines[0]
     assert "ERR backend='cpu' is not available" in done.stdout and "PLIF_ZOO_CXX" in done.stdout
+    assert "RUNTIME the compiled CPU backend is unavailable" in done.stdout

@@ -57,6 +57,16 @@ def library() -> ctypes.CDLL | None:
         return _state.get("lib")
 
 
+def require() -> ctypes.CDLL:
+    """The loaded kernels, or a RuntimeError that says why there are none."""
+    lib = library()
+    if lib is None:
+        raise RuntimeError(
+            f"the compiled CPU backend is unavailable ({error()}); use backend='torch' or 'auto'"
+        )
+    return lib
+
+
 def error() -> str:
     """Why ``library()`` returned None ('' when it did not)."""
     library()

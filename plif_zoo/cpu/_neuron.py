@@ -35,7 +35,7 @@ def _forward(x: torch.Tensor, v_init: torch.Tensor, k: float, cfg: NeuronConfig,
     v_seq = _memory.empty((steps, n), x.dtype) if cfg.store_v_seq else None
     v_last = torch.empty_like(v_init)
     hard = cfg.v_reset is not None
-    getattr(_build.library(), f"plif_forward_{_SUFFIX[x.dtype]}")(
+    getattr(_build.require(), f"plif_forward_{_SUFFIX[x.dtype]}")(
         x.data_ptr(), n if x.dim() == 2 else 0, v_init.data_ptr(), k, s.data_ptr(), _ptr(v_seq),
         v_last.data_ptr(),
         steps, n, cfg.v_threshold, cfg.v_reset if hard else 0.0, int(hard), int(cfg.decay_input),
@@ -73,7 +73,7 @@ class CompiledMultiStep(torch.autograd.Function):
         grad_k = ctypes.c_double()
         sg_id, alpha = _spec(cfg)
         hard = cfg.v_reset is not None
-        status = getattr(_build.library(), f"plif_backward_{_SUFFIX[x.dtype]}")(
+        status = getattr(_build.require(), f"plif_backward_{_SUFFIX[x.dtype]}")(
             x.data_ptr(), n if x.dim() == 2 else 0, v_init.data_ptr(), k.item(), _ptr(grad_s),
             _ptr(grad_v) if cfg.store_v_seq else None,
             None if cfg.store_v_seq else _ptr(grad_v),

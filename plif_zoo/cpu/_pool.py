@@ -25,7 +25,7 @@ class CompiledMaxPool(torch.autograd.Function):
         shape, (kh, kw), (sh, sw) = ctx.geometry
         grad_y = grad_y.contiguous()
         grad_x = _memory.empty(shape, grad_y.dtype)
-        getattr(_build.library(), f"plif_pool_backward_{_SUFFIX[grad_y.dtype]}")(
+        getattr(_build.require(), f"plif_pool_backward_{_SUFFIX[grad_y.dtype]}")(
             grad_y.data_ptr(), arg.data_ptr(), grad_x.data_ptr(), shape[0], shape[1], shape[2],
             kh, kw, sh, sw, torch.get_num_threads(),
         )
@@ -38,7 +38,7 @@ def _pool_forward(x: torch.Tensor, kernel, stride, keep_arg: bool):
     ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
     y = _memory.empty((planes, ho, wo), x.dtype)
     arg = torch.empty((planes, ho, wo), dtype=torch.uint8) if keep_arg else None
-    getattr(_build.library(), f"plif_pool_forward_{_SUFFIX[x.dtype]}")(
+    getattr(_build.require(), f"plif_pool_forward_{_SUFFIX[x.dtype]}")(
         x.data_ptr(), y.data_ptr(), None if arg is None else arg.data_ptr(), planes, h, w,
         kh, kw, sh, sw, torch.get_num_threads(),
     )
