@@ -21,6 +21,8 @@ def _bool(value: str, flag: str) -> bool:
 def _recipe_args(p: argparse.ArgumentParser) -> None:
     """Training-recipe flags shared by ``train`` and ``finetune``; unset flags keep the config's value."""
     p.add_argument("--data-dir", help="folder of the dataset's original files")
+    p.add_argument("--download", action="store_true", default=None,
+                   help="MNIST / Fashion-MNIST / CIFAR-10: fetch missing files into --data-dir (torchvision)")
     p.add_argument("--dataset", help="dataset name (default: the model's) or 'imagefolder'")
     p.add_argument("--out", help="run folder (default: runs/MODEL)")
     p.add_argument("--epochs", type=int, help="epochs (recipe: 1024)")
@@ -43,7 +45,7 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
 
 
 def _recipe_overrides(args: argparse.Namespace) -> dict:
-    keys = ("data_dir", "dataset", "out", "epochs", "batch_size", "lr", "t_max", "seed", "T",
+    keys = ("data_dir", "download", "dataset", "out", "epochs", "batch_size", "lr", "t_max", "seed", "T",
             "val_fraction", "max_train_samples", "max_eval_samples", "eval_batch_size",
             "checkpoint_every", "device", "amp", "threads", "num_workers", "backend")
     return {k: getattr(args, k) for k in keys if getattr(args, k) is not None}

@@ -50,13 +50,13 @@ class DatasetInfo:
 DATASETS: dict[str, DatasetInfo] = {
     info.name: info
     for info in (
-        DatasetInfo("mnist", 10, (1, 28, 28), False, "http://yann.lecun.com/exdb/mnist/ (or torchvision's downloader: download=True)"),
+        DatasetInfo("mnist", 10, (1, 28, 28), False, "http://yann.lecun.com/exdb/mnist/ (or torchvision's downloader: download=True, CLI --download)"),
         DatasetInfo(
             "fashion-mnist", 10, (1, 28, 28), False,
             "`apt-get install dataset-fashion-mnist` (files land in /usr/share/datasets/fashion-mnist/), "
-            "https://github.com/zalandoresearch/fashion-mnist, or torchvision's downloader (download=True)",
+            "https://github.com/zalandoresearch/fashion-mnist, or torchvision's downloader (download=True, CLI --download)",
         ),
-        DatasetInfo("cifar10", 10, (3, 32, 32), False, "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz (extract it; or download=True)"),
+        DatasetInfo("cifar10", 10, (3, 32, 32), False, "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz (extract it; or download=True, CLI --download)"),
         DatasetInfo("nmnist", 10, (2, 34, 34), True, "https://www.garrickorchard.com/datasets/n-mnist (Train.zip, Test.zip)"),
         DatasetInfo("cifar10-dvs", 10, (2, 128, 128), True, "https://figshare.com/articles/dataset/CIFAR10-DVS_New/4724671 (the 10 class zips)"),
         DatasetInfo("dvs128-gesture", 11, (2, 128, 128), True, "https://research.ibm.com/interactive/dvsgesture/ (DvsGesture.tar.gz)"),

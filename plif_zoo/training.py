@@ -70,6 +70,7 @@ class TrainConfig:
     model: str  # registry id, e.g. "fashion-mnist-plif"
     dataset: str | None = None  # a key of plif_zoo.data.DATASETS or "imagefolder"; None: from the model id
     data_dir: str | None = None
+    download: bool = False  # MNIST / Fashion-MNIST / CIFAR-10: torchvision's downloader into data_dir
     out: str | None = None  # run folder; None: runs/{model}
     epochs: int = 1024  # the authors' runs
     batch_size: int = 16
@@ -96,7 +97,7 @@ class TrainConfig:
 
 
 # Values that may change when a run is resumed; the rest must match the checkpoint.
-_RUNTIME_KEYS = {"epochs", "data_dir", "out", "device", "threads", "num_workers", "checkpoint_every", "eval_batch_size", "backend", "pretrained"}
+_RUNTIME_KEYS = {"epochs", "data_dir", "download", "out", "device", "threads", "num_workers", "checkpoint_every", "eval_batch_size", "backend", "pretrained"}
 
 
 def load_config(model_or_config: str, **overrides: Any) -> TrainConfig:
@@ -274,7 +275,7 @@ def _datasets(cfg: TrainConfig, model: nn.Module | None = None) -> dict[str, Dat
     image_shape = tuple(cfg.image_shape) if cfg.image_shape else None
     if cfg.dataset == "imagefolder" and image_shape is None:
         image_shape = _model_input_shape(cfg, model)
-    kw = dict(data_dir=cfg.data_dir, T=_frames(cfg, model), image_shape=image_shape)
+    kw = dict(data_dir=cfg.data_dir, T=_frames(cfg, model), image_shape=image_shape, download=cfg.download)
     if cfg.val_fraction > 0:
         sets = {
             "train": data_mod.get_dataset(cfg.dataset, "train", val_fraction=cfg.val_fraction, **kw),

@@ -273,3 +273,30 @@ def test_missing_event_data_names_the_expected_files(tmp_path):
     assert "DvsGesture.tar.gz" in str(err.value) and "trials_to_train.txt" in str(err.value)
     with pytest.raises(data.DatasetNotFoundError, match="Train.zip"):
         data.get_dataset("nmnist", "test", None, T=4)
+
+
+@needs_fmnist
+def test_download_uses_torchvision_against_a_local_mirror(tmp_path, monkeypatch):
+    """download=True fetches the original files with torchvision's downloader (md5-checked);
+    the mirror is a server on 127.0.0.1 serving the real Fashion-MNIST files of this machine."""
+    import functools
+    import hashlib
+    import http.server
+    import threading
+
+    from torchvision import datasets
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(FMNIST))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setattr(datasets.FashionMNIST, "mirrors", [f"http://127.0.0.1:{server.server_port}/"])
+        # Debian recompressed the .gz files: the mirror's checksums are those of the files it serves.
+        resources = [(name, hashlib.md5((FMNIST / name).read_bytes()).hexdigest()) for name, _ in datasets.FashionMNIST.resources]
+        monkeypatch.setattr(datasets.FashionMNIST, "resources", resources)
+        test = data.get_dataset("fashion-mnist", "test", tmp_path / "fm", download=True)
+    finally:
+        server.shutdown()
+    assert len(test) == 10000 and test.targets[0] == 9
+    assert (tmp_path / "fm" / "FashionMNIST" / "raw" / "t10k-images-idx3-ubyte.gz").is_file()
