@@ -17,13 +17,15 @@
 
 namespace {
 
-constexpr int64_t FORWARD_WIDTH = 4096;  // long runs per row stream better
-constexpr int64_t MAX_WIDTH = 512;
+// Chunks are wide because every step is a separate row of memory: long runs per row let the
+// hardware prefetchers stream (measured: 512-neuron chunks were 20-40% slower).
+constexpr int64_t FORWARD_WIDTH = 4096;
+constexpr int64_t MAX_BACKWARD_WIDTH = 4096;
 
-// Chunk width for the backward: keeps its local [T, width] buffers around 64 KiB.
+// Chunk width for the backward: its local [3T + 3, width] buffers stay near 400 KiB (L2).
 int64_t backward_width(int64_t steps) {
-    int64_t width = steps > 0 ? 8192 / steps : MAX_WIDTH;
-    width = width > MAX_WIDTH ? MAX_WIDTH : width;
+    int64_t width = steps > 0 ? 32768 / steps : MAX_BACKWARD_WIDTH;
+    width = width > MAX_BACKWARD_WIDTH ? MAX_BACKWARD_WIDTH : width;
     return width < 16 ? 16 : width - width % 16;
 }
 
