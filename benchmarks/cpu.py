@@ -5,7 +5,8 @@
 1. neuron: PLIF forward+backward (ATan, detach_reset) on [T, N] at T in {4, 8, 16} and 2^18 to
    2^22 neurons per step: plif-zoo's compiled ``cpu`` backend, plif-zoo's ``torch`` reference
    and SpikingJelly's ``ParametricLIFNode(step_mode='m', surrogate_function=ATan(),
-   detach_reset=True)``.
+   detach_reset=True)``; and spike max-pooling 2x2 (ours against ``F.max_pool2d``, which
+   SpikingJelly's ``layer.MaxPool2d`` runs).
 2. train: one Adam training step (MSE on the voted firing rate) at T=8, batch 32 of the zoo's
    ``fashion-mnist-plif`` (backend cpu and torch) against SpikingJelly's
    ``parametric_lif_net.FashionMNISTNet`` with that ParametricLIFNode, in multi-step mode.
@@ -36,7 +37,7 @@ from spikingjelly.activation_based import functional, neuron, surrogate
 from spikingjelly.activation_based.model import parametric_lif_net
 
 import plif_zoo
-from plif_zoo import PLIFNode, backends
+from plif_zoo import PLIFNode, backends, pooling
 
 
 def cpu_model() -> str:
@@ -99,6 +100,30 @@ def neuron_section(steps_list, log2_list, reps):
                   f"{t['sj'] * 1e3:9.1f} {t['sj'] / t['cpu']:7.2f} {t['torch'] / t['cpu']:9.2f}")
             del x, grad, nodes
     return rows
+
+
+def pool_section(reps, shape=(8, 32, 128, 28, 28)):
+    print(f"\n## 1b. Spike max-pool 2x2 forward+backward on {list(shape)} float32 spikes (ms, median)")
+    x = (torch.rand(shape) < 0.2).float()
+    grad = torch.randn(*shape[:3], shape[3] // 2, shape[4] // 2)
+
+    def step(fn):
+        def run():
+            fn(x.detach().requires_grad_(True)).backward(grad)
+        return run
+
+    def sj_pool(xi):  # what SpikingJelly's layer.MaxPool2d runs: max_pool2d with int64 indices
+        return F.max_pool2d(xi.flatten(0, 1), 2, 2).unflatten(0, shape[:2])
+
+    fns = {
+        "ours cpu": step(lambda xi: pooling.max_pool_multi_step(xi, (2, 2), (2, 2), "cpu")),
+        "ours torch": step(lambda xi: pooling.max_pool_multi_step(xi, (2, 2), (2, 2), "torch")),
+        "max_pool2d (SJ)": step(sj_pool),
+    }
+    t = interleaved(fns, reps)
+    for name, sec in t.items():
+        print(f"{name:>20}: {sec * 1e3:8.1f} ms   (max_pool2d / this = {t['max_pool2d (SJ)'] / sec:.2f}x)")
+    return t
 
 
 def train_step_fn(model, forward, batch: int, num_classes: int = 10):
@@ -204,6 +229,7 @@ def main(argv=None) -> None:
         steps = [8] if args.quick else [4, 8, 16]
         log2 = [18, 20] if args.quick else [18, 19, 20, 21, 22]
         neuron_section(steps, log2, reps)
+        pool_section(reps)
     if "train" in args.sections:
         train_section(reps)
     if "infer" in args.sections:
