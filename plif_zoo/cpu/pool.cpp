@@ -6,6 +6,10 @@
 // windows in one pass when they tile the plane); planes are independent, so threads never
 // write the same element and the result is deterministic.
 #include <stdint.h>
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+// Rows here are short (14 outputs for 28x28 planes): narrow vectors waste less on remainders.
+#pragma GCC target("prefer-vector-width=128")
+#endif
 #include <string.h>
 
 namespace {
