@@ -1,7 +1,7 @@
 """Compile the CPU kernels once per machine with a C++ compiler and load them with ctypes.
 
 The shared library is cached under ``$PLIF_ZOO_CACHE`` (default ``~/.cache/plif_zoo``), named
-by a hash of the sources, the flags and the compiler's version, and written under a temporary
+by a hash of the sources, the flags, the compiler's version and the CPU, and written under a temporary
 name then renamed, so concurrent processes never load a half-written file.
 ``$PLIF_ZOO_CXX`` picks the compiler (default ``g++``).
 """
@@ -85,7 +85,7 @@ def _build() -> Path:
         )
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
     digest = hashlib.sha256()
-    for part in (cxx, version, platform.machine(), _cpu_fingerprint(), " ".join(FLAGS)):
+    for part in (cxx, version, platform.machine(), _cpu_fingerprint(), " ".join(FLAGS + NATIVE_FLAGS)):
         digest.update(part.encode() + b"\0")
     for path in SOURCES + HEADERS:
         digest.update(path.read_bytes() + b"\0")
@@ -105,7 +105,10 @@ def _build() -> Path:
     try:
         for extra in (NATIVE_FLAGS, ()):
             cmd = [cxx, *FLAGS, *extra, "-I", str(HEADERS[0].parent), *map(str, SOURCES), "-o", tmp]
-            done = subprocess.run(cmd, capture_output=True, text=True)
+            try:
+                done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+            except subprocess.TimeoutExpired as err:
+                raise BuildError(f"{Path(cxx).name} took over 10 minutes; gave up") from err
             if done.returncode == 0:
                 break
         else:
