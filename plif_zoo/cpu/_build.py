@@ -1,8 +1,8 @@
 """Compile the CPU kernels once per machine with a C++ compiler and load them with ctypes.
 
 The shared library is cached under ``$PLIF_ZOO_CACHE`` (default ``~/.cache/plif_zoo``), named
-by a hash of the sources, the flags, the compiler's version and the CPU, and written under a temporary
-name then renamed, so concurrent processes never load a half-written file.
+by a hash of the sources, the flags, the compiler's version and the CPU, and written under a
+temporary name then renamed, so concurrent processes never load a half-written file.
 ``$PLIF_ZOO_CXX`` picks the compiler (default ``g++``).
 """
 
