@@ -159,6 +159,31 @@ def test_input_expanded_over_time_without_input_gradient():
 
 
 @pytest.mark.parametrize("store_v_seq", [False, True])
+def test_channels_last_steps_are_read_in_place_and_outputs_keep_the_layout(store_v_seq):
+    cfg = _cfg(store_v_seq=store_v_seq)
+    g = torch.Generator().manual_seed(5)
+    x = (torch.randn(3 * 2, 4, 5, 6, generator=g) * 1.5).contiguous(
+        memory_format=torch.channels_last
+    ).unflatten(0, (3, 2))
+    grad_s = torch.randn(3, 2, 4, 5, 6, generator=g)
+    grad_v = torch.randn((3, 2, 4, 5, 6) if store_v_seq else (2, 4, 5, 6), generator=g)
+    w = torch.tensor(0.3)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        got = _run(cpu.neuron_multi_step, x, torch.zeros(2, 4, 5, 6), w, grad_s, grad_v, cfg)
+    assert got[0].stride() == x.stride()
+    assert x.data_ptr() in [t.data_ptr() for t in saved]  # no channels-first copy of X
+    want = _run(_reference, x.contiguous(), torch.zeros(2, 4, 5, 6), w, grad_s, grad_v, cfg)
+    _assert_matches(got, want, torch.float32)
+
+
+def test_zero_steps_return_the_initial_state():
+    v0 = torch.rand(3, 4)
+    s, v = cpu.neuron_multi_step(torch.zeros(0, 3, 4), v0, torch.tensor(0.5), _cfg())
+    assert s.shape == (0, 3, 4) and torch.equal(v, v0)
+
+
+@pytest.mark.parametrize("store_v_seq", [False, True])
 def test_two_halves_equal_one_run(store_v_seq):
     cfg = _cfg(store_v_seq=store_v_seq)
     x, v0, w, *_ = _inputs((8, 300))

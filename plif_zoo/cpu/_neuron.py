@@ -108,12 +108,20 @@ def _shared_input(x_seq: torch.Tensor, need_grad: bool) -> torch.Tensor | None:
     return None
 
 
+def _memory_order(t: torch.Tensor) -> list[int]:
+    """t's dims, outermost first, in the order its memory is laid out when t is dense (e.g.
+    channels-last), else the natural order (and the caller copies)."""
+    order = sorted(range(t.dim()), key=lambda d: -t.stride(d))  # stable: ties keep their order
+    return order if t.permute(order).is_contiguous() else list(range(t.dim()))
+
+
 def neuron_multi_step(
     x_seq: torch.Tensor, v_init: torch.Tensor, k: torch.Tensor, cfg: NeuronConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """x_seq: [T, N, *], v_init: [N, *], k: 0-dim -> (spike_seq [T, N, *], v [N, *] or [T, N, *]).
 
-    Spikes have x_seq's dtype; state and v are float32 (float64 for float64 input).
+    Spikes have x_seq's dtype; state and v are float32 (float64 for float64 input). Outputs keep
+    x_seq's memory layout (e.g. channels-last steps), as torch.empty_like would.
     """
     if x_seq.device.type != "cpu":
         raise ValueError(
@@ -139,16 +147,26 @@ def neuron_multi_step(
     need_grad = torch.is_grad_enabled() and (
         x_seq.requires_grad or v0.requires_grad or k.requires_grad
     )
+    # The kernels see each step as a flat run of memory: permute the step dims into memory
+    # order (views, no copy, for any dense layout) and undo the permutation on the outputs.
+    order = _memory_order(x_seq[0]) if steps else list(range(len(step_shape)))
+    inverse = sorted(range(len(order)), key=order.__getitem__)
     shared = _shared_input(x_seq, need_grad)
     if shared is not None:
-        x = shared.to(compute).reshape(-1).contiguous()
+        x = shared.to(compute).permute(order).reshape(-1).contiguous()
     else:
-        x = x_seq.to(compute).reshape(steps, -1).contiguous()
-    v0 = v0.reshape(-1).contiguous()
+        x = x_seq.to(compute).permute(0, *(d + 1 for d in order)).reshape(steps, v0.numel())
+        x = x.contiguous()
+    v0 = v0.permute(order).reshape(-1).contiguous()
     k = k.to(compute).reshape(())
     if need_grad:
         s, v_out = CompiledMultiStep.apply(x, v0, k, cfg, steps)
     else:
         s, v_out = _forward(x, v0, k.item(), cfg, steps)
-    v_shape = x_seq.shape if cfg.store_v_seq else step_shape
-    return s.reshape(x_seq.shape).to(x_seq.dtype), v_out.reshape(v_shape)
+    ordered_step = [step_shape[d] for d in order]
+    s = s.reshape(steps, *ordered_step).permute(0, *(d + 1 for d in inverse))
+    if cfg.store_v_seq:
+        v_out = v_out.reshape(steps, *ordered_step).permute(0, *(d + 1 for d in inverse))
+    else:
+        v_out = v_out.reshape(ordered_step).permute(inverse)
+    return s.to(x_seq.dtype), v_out
