@@ -348,6 +348,28 @@ def test_max_pool_matches_max_pool2d(shape, kernel, stride, dtype):
     assert torch.equal(outs[0][1], outs[1][1])
 
 
+@pytest.mark.parametrize(
+    "shape,kernel,stride",
+    [((2, 3, 8, 8, 8), (2, 2), (2, 2)), ((2, 2, 5, 7, 9), (2, 2), (2, 2)),
+     ((1, 2, 3, 9, 9), (3, 3), (2, 2))],
+)
+def test_channels_last_max_pool_matches_max_pool2d_and_stays_channels_last(shape, kernel, stride):
+    t, n, c, h, w = shape
+    x = _spikes((t * n, c, h, w), seed=2).contiguous(memory_format=torch.channels_last)
+    x = x.unflatten(0, (t, n))
+    outs = []
+    for fn in (cpu.max_pool_multi_step, lambda x, k, s: F.max_pool2d(x.flatten(0, 1), k, s)):
+        xi = x.detach().requires_grad_(True)
+        y = fn(xi, kernel, stride)
+        y = y.unflatten(0, (t, n)) if y.dim() == 4 else y
+        grad = torch.arange(y.numel(), dtype=torch.float32).reshape(y.shape)
+        (gx,) = torch.autograd.grad((y * grad).sum(), xi)
+        outs.append((y, gx))
+    assert outs[0][0].movedim(-3, -1).is_contiguous()  # no channels-first copy came out
+    assert torch.equal(outs[0][0], outs[1][0])
+    assert torch.equal(outs[0][1], outs[1][1])
+
+
 def test_max_pool_keeps_one_byte_per_output_for_backward():
     x = _spikes((2, 3, 4, 8, 8)).requires_grad_(True)
     saved = []

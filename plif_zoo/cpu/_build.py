@@ -151,4 +151,7 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
         pool_bwd = getattr(lib, f"plif_pool_backward_{suffix}")
         pool_bwd.argtypes = [ptr, ptr, ptr, *[i64] * 7, i32]
         pool_bwd.restype = None
+        for name in (f"plif_pool_forward_nhwc_{suffix}", f"plif_pool_backward_nhwc_{suffix}"):
+            getattr(lib, name).argtypes = [ptr, ptr, ptr, *[i64] * 8, i32]  # as above, plus C
+            getattr(lib, name).restype = None
     return lib

@@ -10,7 +10,10 @@ _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 
 
 class CompiledMaxPool(torch.autograd.Function):
-    """x: [M, H, W] contiguous -> [M, Ho, Wo]; keeps one uint8 window position per output."""
+    """x: [M, H, W], or [M, H, W, C] (channels last), contiguous -> [M, Ho, Wo] / [M, Ho, Wo, C].
+
+    Keeps one uint8 window position per output for backward.
+    """
 
     @staticmethod
     def forward(ctx, x, kernel, stride):
@@ -25,21 +28,26 @@ class CompiledMaxPool(torch.autograd.Function):
         shape, (kh, kw), (sh, sw) = ctx.geometry
         grad_y = grad_y.contiguous()
         grad_x = _memory.empty(shape, grad_y.dtype)
-        getattr(_build.require(), f"plif_pool_backward_{_SUFFIX[grad_y.dtype]}")(
-            grad_y.data_ptr(), arg.data_ptr(), grad_x.data_ptr(), shape[0], shape[1], shape[2],
-            kh, kw, sh, sw, torch.get_num_threads(),
+        _kernel("backward", shape, grad_y.dtype)(
+            grad_y.data_ptr(), arg.data_ptr(), grad_x.data_ptr(), *shape, kh, kw, sh, sw,
+            torch.get_num_threads(),
         )
         return grad_x, None, None
 
 
+def _kernel(direction: str, shape: torch.Size, dtype: torch.dtype):
+    layout = "_nhwc" if len(shape) == 4 else ""
+    return getattr(_build.require(), f"plif_pool_{direction}{layout}_{_SUFFIX[dtype]}")
+
+
 def _pool_forward(x: torch.Tensor, kernel, stride, keep_arg: bool):
     (kh, kw), (sh, sw) = kernel, stride
-    planes, h, w = x.shape
-    ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
-    y = _memory.empty((planes, ho, wo), x.dtype)
-    arg = torch.empty((planes, ho, wo), dtype=torch.uint8) if keep_arg else None
-    getattr(_build.require(), f"plif_pool_forward_{_SUFFIX[x.dtype]}")(
-        x.data_ptr(), y.data_ptr(), None if arg is None else arg.data_ptr(), planes, h, w,
+    planes, h, w = x.shape[:3]
+    out_shape = (planes, (h - kh) // sh + 1, (w - kw) // sw + 1, *x.shape[3:])
+    y = _memory.empty(out_shape, x.dtype)
+    arg = torch.empty(out_shape, dtype=torch.uint8) if keep_arg else None
+    _kernel("forward", x.shape, x.dtype)(
+        x.data_ptr(), y.data_ptr(), None if arg is None else arg.data_ptr(), *x.shape,
         kh, kw, sh, sw, torch.get_num_threads(),
     )
     return y, arg
@@ -56,6 +64,7 @@ def max_pool_multi_step(x_seq: torch.Tensor, kernel_size, stride) -> torch.Tenso
     """Max-pool ``x_seq: [..., C, H, W]`` (e.g. [T, N, C, H, W]) -> [..., C, Ho, Wo], floor mode.
 
     The gradient goes to the first maximal element of each window, as in nn.MaxPool2d.
+    Channels-last input stays channels-last (no copy).
     """
     kernel, stride = _pair(kernel_size, "kernel_size"), _pair(stride, "stride")
     if x_seq.device.type != "cpu":
@@ -73,9 +82,18 @@ def max_pool_multi_step(x_seq: torch.Tensor, kernel_size, stride) -> torch.Tenso
     compute = torch.promote_types(x_seq.dtype, torch.float32)
     if compute not in _SUFFIX:
         raise TypeError(f"backend='cpu' needs real floating-point input, got {x_seq.dtype}")
-    x = x_seq.to(compute).reshape(-1, h, w).contiguous()
+    # channels-last input ([..., C, H, W] laid out as [..., H, W, C]) is pooled in place
+    channels_last = not x_seq.is_contiguous() and x_seq.movedim(-3, -1).is_contiguous()
+    if channels_last:
+        x = x_seq.to(compute).movedim(-3, -1).reshape(-1, h, w, x_seq.shape[-3])
+    else:
+        x = x_seq.to(compute).reshape(-1, h, w).contiguous()
     if torch.is_grad_enabled() and x.requires_grad:
         y = CompiledMaxPool.apply(x, kernel, stride)
     else:
         y, _ = _pool_forward(x, kernel, stride, keep_arg=False)
-    return y.reshape(*x_seq.shape[:-2], *y.shape[-2:]).to(x_seq.dtype)
+    if channels_last:
+        y = y.reshape(*x_seq.shape[:-3], *y.shape[1:]).movedim(-1, -3)
+    else:
+        y = y.reshape(*x_seq.shape[:-2], *y.shape[-2:])
+    return y.to(x_seq.dtype)

@@ -1,4 +1,5 @@
-// Spike max-pooling on the CPU over planes [M, H, W] (M = T * N * C), no padding, floor mode.
+// Spike max-pooling on the CPU over planes [M, H, W] (M = T * N * C), or channels-last planes
+// [M, H, W, C] (M = T * N), no padding, floor mode.
 //
 // The forward keeps one byte per output for backward: the position of the first maximal
 // element inside its window (row-major, the element nn.MaxPool2d picks), so windows hold at
@@ -124,6 +125,108 @@ void pool_backward(const T* grad_y, const uint8_t* arg, T* grad_x, int64_t plane
     }
 }
 
+// Channels-last planes [H, W, C]: the window loop is outside, the loop over the C contiguous
+// channels inside, so every update is a long vectorised run.
+template <typename T>
+inline void take_first_max(const T* __restrict__ v, T* __restrict__ best,
+                           uint8_t* __restrict__ at, uint8_t idx, int64_t c) {
+    for (int64_t q = 0; q < c; ++q) {
+        const bool take = v[q] > best[q] || v[q] != v[q];
+        best[q] = take ? v[q] : best[q];
+        if (at) at[q] = take ? idx : at[q];
+    }
+}
+
+// 2x2 windows, channels last: the four candidates of each channel in one pass.
+template <typename T, bool KEEP>
+inline void forward_window_2x2_nhwc(const T* __restrict__ p0, const T* __restrict__ p1,
+                                    const T* __restrict__ p2, const T* __restrict__ p3,
+                                    T* __restrict__ y, uint8_t* __restrict__ arg, int64_t c) {
+    for (int64_t q = 0; q < c; ++q) {
+        const T v[4] = {p0[q], p1[q], p2[q], p3[q]};
+        T best = v[0];
+        uint8_t at = 0;
+        for (uint8_t e = 1; e < 4; ++e) {
+            const bool take = v[e] > best || v[e] != v[e];
+            best = take ? v[e] : best;
+            at = take ? e : at;
+        }
+        y[q] = best;
+        if (KEEP) arg[q] = at;
+    }
+}
+
+template <typename T>
+void pool_forward_nhwc(const T* x, T* y, uint8_t* arg, int64_t planes, int64_t h, int64_t w,
+                       int64_t c, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int threads) {
+    const int64_t ho = (h - kh) / sh + 1, wo = (w - kw) / sw + 1;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (planes > 1)
+    for (int64_t m = 0; m < planes; ++m) {
+        for (int64_t i = 0; i < ho; ++i) {
+            for (int64_t j = 0; j < wo; ++j) {
+                const int64_t o = ((m * ho + i) * wo + j) * c;
+                const T* win = x + ((m * h + i * sh) * w + j * sw) * c;
+                uint8_t* at = arg ? arg + o : nullptr;
+                if (kh == 2 && kw == 2) {
+                    const T* p2 = win + w * c;
+                    if (at) {
+                        forward_window_2x2_nhwc<T, true>(win, win + c, p2, p2 + c, y + o, at, c);
+                    } else {
+                        forward_window_2x2_nhwc<T, false>(win, win + c, p2, p2 + c, y + o, at, c);
+                    }
+                    continue;
+                }
+                for (int64_t q = 0; q < c; ++q) y[o + q] = win[q];
+                if (at) memset(at, 0, c);
+                for (int64_t a = 0; a < kh; ++a) {
+                    for (int64_t b = a ? 0 : 1; b < kw; ++b) {
+                        take_first_max(win + (a * w + b) * c, y + o, at,
+                                       static_cast<uint8_t>(a * kw + b), c);
+                    }
+                }
+            }
+        }
+    }
+}
+
+template <typename T>
+void pool_backward_nhwc(const T* grad_y, const uint8_t* arg, T* grad_x, int64_t planes,
+                        int64_t h, int64_t w, int64_t c, int64_t kh, int64_t kw, int64_t sh,
+                        int64_t sw, int threads) {
+    const int64_t ho = (h - kh) / sh + 1, wo = (w - kw) / sw + 1;
+    const bool tiles = kh == sh && kw == sw;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (planes > 1)
+    for (int64_t m = 0; m < planes; ++m) {
+        T* gx = grad_x + m * h * w * c;
+        if (tiles) {  // every covered element written once; the floor-mode margins zeroed
+            for (int64_t r = ho * kh; r < h; ++r) memset(gx + r * w * c, 0, sizeof(T) * w * c);
+            for (int64_t r = 0; r < ho * kh; ++r) {
+                memset(gx + (r * w + wo * kw) * c, 0, sizeof(T) * (w - wo * kw) * c);
+            }
+        } else {
+            memset(gx, 0, sizeof(T) * h * w * c);
+        }
+        for (int64_t i = 0; i < ho; ++i) {
+            for (int64_t j = 0; j < wo; ++j) {
+                const int64_t o = ((m * ho + i) * wo + j) * c;
+                const T* __restrict__ g = grad_y + o;
+                const uint8_t* __restrict__ at = arg + o;
+                for (int64_t a = 0; a < kh; ++a) {
+                    for (int64_t b = 0; b < kw; ++b) {
+                        T* __restrict__ dst = gx + ((i * sh + a) * w + j * sw + b) * c;
+                        const uint8_t idx = static_cast<uint8_t>(a * kw + b);
+                        if (tiles) {
+                            for (int64_t q = 0; q < c; ++q) dst[q] = at[q] == idx ? g[q] : T(0);
+                        } else {
+                            for (int64_t q = 0; q < c; ++q) dst[q] += at[q] == idx ? g[q] : T(0);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 }  // namespace
 
 #define PLIF_POOL_EXPORT(SUFFIX, T)                                                            \
@@ -139,5 +242,20 @@ void pool_backward(const T* grad_y, const uint8_t* arg, T* grad_x, int64_t plane
         pool_backward<T>(grad_y, arg, grad_x, planes, h, w, kh, kw, sh, sw, threads);          \
     }
 
+#define PLIF_POOL_NHWC_EXPORT(SUFFIX, T)                                                       \
+    extern "C" void plif_pool_forward_nhwc_##SUFFIX(const T* x, T* y, uint8_t* arg,            \
+                                                    int64_t planes, int64_t h, int64_t w,      \
+                                                    int64_t c, int64_t kh, int64_t kw,         \
+                                                    int64_t sh, int64_t sw, int threads) {     \
+        pool_forward_nhwc<T>(x, y, arg, planes, h, w, c, kh, kw, sh, sw, threads);             \
+    }                                                                                          \
+    extern "C" void plif_pool_backward_nhwc_##SUFFIX(                                          \
+        const T* grad_y, const uint8_t* arg, T* grad_x, int64_t planes, int64_t h, int64_t w,  \
+        int64_t c, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int threads) {              \
+        pool_backward_nhwc<T>(grad_y, arg, grad_x, planes, h, w, c, kh, kw, sh, sw, threads);  \
+    }
+
 PLIF_POOL_EXPORT(f32, float)
 PLIF_POOL_EXPORT(f64, double)
+PLIF_POOL_NHWC_EXPORT(f32, float)
+PLIF_POOL_NHWC_EXPORT(f64, double)
