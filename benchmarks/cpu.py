@@ -9,7 +9,8 @@
    SpikingJelly's ``layer.MaxPool2d`` runs).
 2. train: one Adam training step (MSE on the voted firing rate) at T=8, batch 32 of the zoo's
    ``fashion-mnist-plif`` (backend cpu and torch) against SpikingJelly's
-   ``parametric_lif_net.FashionMNISTNet`` with that ParametricLIFNode, in multi-step mode.
+   ``parametric_lif_net.FashionMNISTNet`` with that ParametricLIFNode, in multi-step mode;
+   also ours with the model in channels-last memory format (a layout experiment).
 3. infer: inference images/s of each zoo network (eval mode, ``torch.inference_mode``),
    backend cpu and torch, at a small batch.
 
@@ -160,16 +161,19 @@ def sj_fashion_mnist(T: int):
 def train_section(reps, batch=32, T=8):
     print(f"\n## 2. One training step, Fashion-MNIST network, T={T}, batch {batch} (s, median)")
     ours_cpu = plif_zoo.create_model("fashion-mnist-plif", backend="cpu")
+    ours_cl = plif_zoo.create_model("fashion-mnist-plif", backend="cpu")
+    ours_cl = ours_cl.to(memory_format=torch.channels_last)  # a layout experiment
     ours_torch = plif_zoo.create_model("fashion-mnist-plif", backend="torch")
     sj_net, sj_forward = sj_fashion_mnist(T)
     fns = {
         "ours cpu": train_step_fn(ours_cpu, ours_cpu, batch),
+        "ours cpu channels_last": train_step_fn(ours_cl, ours_cl, batch),
         "ours torch": train_step_fn(ours_torch, ours_torch, batch),
         "SJ FashionMNISTNet": train_step_fn(sj_net, sj_forward, batch),
     }
     t = interleaved(fns, reps)
     for name, sec in t.items():
-        print(f"{name:>20}: {sec:.3f} s   (SJ / this = {t['SJ FashionMNISTNet'] / sec:.2f}x)")
+        print(f"{name:>24}: {sec:.3f} s   (SJ / this = {t['SJ FashionMNISTNet'] / sec:.2f}x)")
     return t
 
 
