@@ -255,6 +255,8 @@ def model_card(config: dict) -> str:
     taus = card.get("taus") or {}
     if taus:
         lines.append("| tau per layer | " + ", ".join(f"{k}: {v:.3g}" for k, v in taus.items()) + " |")
+    for figure in card.get("figures") or []:
+        lines += ["", f"![{Path(figure).stem}]({figure})"]
     return "\n".join(lines) + "\n"
 
 

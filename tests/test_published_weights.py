@@ -1,0 +1,41 @@
+"""Every published model shipped in weights/: its checksum, and its accuracy on the fixed test
+slice that its model card records (the full-test figure is `plif-zoo eval MODEL`)."""
+
+from pathlib import Path
+
+import pytest
+
+import plif_zoo
+from plif_zoo import hub, training
+from plif_zoo.registry import PUBLISHED_WEIGHTS, model_info
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+FOLDERS = sorted(p.name for p in WEIGHTS.iterdir() if (p / "config.json").is_file()) if WEIGHTS.is_dir() else []
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
+
+
+def test_every_weights_folder_is_registered():
+    assert set(FOLDERS) <= set(PUBLISHED_WEIGHTS)
+
+
+@pytest.mark.parametrize("model_id", FOLDERS)
+def test_checksum_matches_the_registry(model_id):
+    folder = WEIGHTS / model_id
+    digest = hub.sha256_file(folder / "model.safetensors")
+    assert digest == PUBLISHED_WEIGHTS[model_id]["sha256"]
+    assert digest == hub.read_config(folder)["files"]["model.safetensors"]["sha256"]
+    assert model_info(model_id).has_weights
+
+
+@pytest.mark.parametrize("model_id", FOLDERS)
+def test_accuracy_on_the_cards_test_slice(model_id):
+    card = hub.read_config(WEIGHTS / model_id)["card"]
+    if model_info(model_id).dataset == "fashion-mnist" and not FASHION_MNIST.is_file():
+        pytest.skip("needs Debian's dataset-fashion-mnist (scripts/setup.sh installs it)")
+    check = card["slice_check"]
+    model = plif_zoo.load(model_id)  # through the registry: sha256 checked before loading
+    result = training.evaluate(model, model_info(model_id).dataset, split=check["split"], max_samples=check["samples"])
+    assert result["samples"] == check["samples"]
+    # One image of slack for float summation order across thread counts.
+    assert abs(result["top1"] - check["top1"]) <= 1.0 / check["samples"] + 1e-9
+    assert card["metrics"]["accuracy_b"] == PUBLISHED_WEIGHTS[model_id]["accuracy"]
