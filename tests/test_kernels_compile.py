@@ -87,6 +87,24 @@ def test_ptxas_log_is_parsed_per_entry():
     assert usages["b"] == build.Usage(10, 0, 0, 0)
 
 
+def _one_byte_bytes_intact() -> bool:
+    """CPython shares one bytes object per byte value (b" ", bytes([32]), b"a b"[1:2]...)."""
+    return all(bytes([i])[0] == i and len(bytes([i])) == 1 for i in range(256))
+
+
+def test_nvrtc_writes_no_shared_python_bytes():
+    """NVRTC writes its log into the buffer it is given. A compile that prints nothing (every
+    PTX compile) has a 1-byte log; given `b" " * 1`, CPython's shared b" ", its NUL made every
+    b" " in the process b"\\0" and broke unrelated code later (torch.load of a checkpoint)."""
+    assert _one_byte_bytes_intact()
+    ptx, log = build._compile("max_pool.cu", "compute_80", ptx=True)
+    assert log == ""  # the 1-byte (NUL only) log: the case that hit the shared b" "
+    cubin, log = build.compile_cubin("max_pool.cu", "sm_80")
+    assert "registers" in log and isinstance(ptx, bytes) and isinstance(cubin, bytes)
+    assert _one_byte_bytes_intact(), "NVRTC wrote into a shared 1-byte bytes object"
+    assert b" ".join([b"a", b"b"]) == b"a b" and bytes([32]) == b" "
+
+
 def test_cubin_cache_is_written_once_and_reused(tmp_path, monkeypatch):
     monkeypatch.setenv("PLIF_ZOO_CACHE", str(tmp_path))
     path = build.cached_cubin("max_pool.cu", "sm_80")
@@ -300,7 +318,10 @@ def emulated(harness, ptx_params, monkeypatch):
         launched.append(name)
 
     monkeypatch.setattr(ops, "_launch", launch)
-    return launched
+    yield launched
+    # nothing the launch checks or the emulated kernels ran may corrupt the interpreter's shared
+    # objects (it once did through build.kernel_params: see test_nvrtc_writes_no_shared_python_bytes)
+    assert _one_byte_bytes_intact()
 
 
 def _launcher_neuron(x, v0, k, cfg, grad_s, grad_v):

@@ -148,6 +148,10 @@ def compile_ptx(source: str, arch: str = "compute_80") -> str:
 
 
 def _compile(source: str, arch: str, ptx: bool) -> tuple[bytes, str]:
+    # NVRTC writes its log / PTX / cubin into the buffer it is given: always a fresh, mutable
+    # bytearray. Never a bytes object: `b" " * 1` (the 1-byte log of a compile that printed
+    # nothing, e.g. every PTX compile) is CPython's shared singleton b" ", and NVRTC's NUL
+    # terminator would turn every b" " in the process into b"\0".
     nvrtc = _nvrtc()
     text = (KERNEL_DIR / source).read_bytes()
     prog = _check(nvrtc.nvrtcCreateProgram(text, source.encode(), 0, [], []), "create")
@@ -155,20 +159,20 @@ def _compile(source: str, arch: str, ptx: bool) -> tuple[bytes, str]:
         opts = [o.encode() for o in compile_options(arch)]
         (status,) = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
         size = _check(nvrtc.nvrtcGetProgramLogSize(prog), "log size")
-        log = b" " * size
+        log = bytearray(size)
         _check(nvrtc.nvrtcGetProgramLog(prog, log), "log")
-        log_text = log.rstrip(b"\0 ").decode(errors="replace")
+        log_text = bytes(log).rstrip(b"\0 ").decode(errors="replace")
         if int(status) != 0:
             raise CompileError(f"{source} does not compile for {arch}:\n{log_text}")
         if ptx:
             size = _check(nvrtc.nvrtcGetPTXSize(prog), "ptx size")
-            code = b" " * size
+            code = bytearray(size)
             _check(nvrtc.nvrtcGetPTX(prog, code), "ptx")
         else:
             size = _check(nvrtc.nvrtcGetCUBINSize(prog), "cubin size")
-            code = b" " * size
+            code = bytearray(size)
             _check(nvrtc.nvrtcGetCUBIN(prog, code), "cubin")
-        return code, log_text
+        return bytes(code), log_text
     finally:
         nvrtc.nvrtcDestroyProgram(prog)
 
