@@ -43,7 +43,9 @@ __all__ = [
 # Example:
 #   "fashion-mnist-plif": dict(revision="0123...", sha256="abcd...", accuracy=93.1,
 #                              protocol="accuracy-B: ..., 1 x H200, `plif-zoo train ...`"),
-PUBLISHED_WEIGHTS: dict[str, dict] = {}
+PUBLISHED_WEIGHTS: dict[str, dict] = {
+    "fashion-mnist-plif": dict(revision=None, sha256="d8898f417076d77d617f732ac2e68b18400baf24bcc18e8f80b6ece1106087c2", accuracy=91.67, protocol="accuracy-B, 3 epochs on a 2-core CPU (paper: 1024 epochs); see weights/fashion-mnist-plif/README.md"),
+}
 
 HUB_ORG = "plif-zoo"
 

@@ -162,9 +162,23 @@ def test_local_dir_loads_the_same_model(tmp_path):
     assert again.T == 2
 
 
+def test_registered_checksum_rejects_other_weights_in_plif_zoo_weights(tmp_path, monkeypatch):
+    _saved(tmp_path)
+    monkeypatch.setenv("PLIF_ZOO_WEIGHTS", str(tmp_path))
+    monkeypatch.setitem(registry._REGISTRY, "fashion-mnist-plif", dataclasses.replace(
+        registry.model_info("fashion-mnist-plif"),
+        weights=registry.WeightSource(hf_repo="plif-zoo/fashion-mnist-plif", revision=None,
+                                      sha256="0" * 64, license="MIT")))
+    with pytest.raises(hub.ChecksumError, match="other weights than the registered ones"):
+        plif_zoo.load("fashion-mnist-plif", backend="torch")
+
+
 def test_registry_id_loads_from_plif_zoo_weights_folder(tmp_path, monkeypatch):
     model, folder = _saved(tmp_path)
     monkeypatch.setenv("PLIF_ZOO_WEIGHTS", str(tmp_path))
+    # Random weights: switch off the registered checksum of the published model.
+    monkeypatch.setitem(registry._REGISTRY, "fashion-mnist-plif", dataclasses.replace(
+        registry.model_info("fashion-mnist-plif"), weights=None))
     assert registry.weights_dirs()[0] == tmp_path
     assert "fashion-mnist-plif" in plif_zoo.list_models(pretrained=True)
     again = plif_zoo.load("fashion-mnist-plif", T=4, backend="torch")

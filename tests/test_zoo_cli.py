@@ -21,8 +21,8 @@ def no_weights(monkeypatch, tmp_path):
 
 
 @pytest.fixture
-def local_weights(monkeypatch, tmp_path):
-    """fashion-mnist-plif with random weights as a local weights folder."""
+def local_weights(no_weights, monkeypatch, tmp_path):
+    """fashion-mnist-plif with random weights as a local weights folder (registry checksums off)."""
     torch.manual_seed(0)
     model = plif_zoo.create_model("fashion-mnist-plif", T=4, backend="torch")
     plif_zoo.save_pretrained(model, tmp_path / "w" / "fashion-mnist-plif", model_id="fashion-mnist-plif")
