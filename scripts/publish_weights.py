@@ -53,8 +53,9 @@ def main() -> None:
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     best_cfg = json.loads((run / "best" / "config.json").read_text())["card"]
     model = plif_zoo.load(f"local-dir:{run / 'best'}")
-    if args.float16:
-        model.half().float()  # round in place: measure exactly the weights that are stored
+    if args.float16:  # measure exactly the weights that are stored (not the unsaved buffers)
+        model.load_state_dict({k: v.half().float() if v.is_floating_point() else v
+                               for k, v in model.state_dict().items()})
     model.eval()
 
     results = {}
