@@ -10,21 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny_fashion import TINY_CONFIG, requires_fashion_mnist
 
 from plif_zoo import data
 
-pytestmark = pytest.mark.skipif(
-    not (data.FASHION_MNIST_SYSTEM_DIR / "t10k-images-idx3-ubyte.gz").exists(),
-    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)",
-)
-
-# A narrow version of the paper's Fashion-MNIST network through a YAML config (see test_training.py).
-CONFIG = """model: fashion-mnist-plif
-model_kwargs: {channels: 32, fc_hidden: [128]}
-T: 4
-lr: 0.01
-backend: torch
-"""
+pytestmark = requires_fashion_mnist
+CONFIG = TINY_CONFIG
 SMALL = ["--batch-size", "8", "--max-train-samples", "48", "--max-eval-samples", "24", "--threads", "1"]
 
 

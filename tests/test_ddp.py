@@ -10,22 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
+from tiny_fashion import TINY_CONFIG, requires_fashion_mnist
 
-from plif_zoo import data
-
-pytestmark = pytest.mark.skipif(
-    not (data.FASHION_MNIST_SYSTEM_DIR / "t10k-images-idx3-ubyte.gz").exists(),
-    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)",
-)
-
-CONFIG = """model: fashion-mnist-plif
-model_kwargs: {channels: 32, fc_hidden: [128]}
-T: 4
-lr: 0.01
-backend: torch
-"""
+pytestmark = requires_fashion_mnist
+CONFIG = TINY_CONFIG
 
 
 def free_port() -> int:
