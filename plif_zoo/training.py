@@ -1031,22 +1031,27 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
     epochs = [r["epoch"] for r in rows]
     written = []
 
+    def save(fig, ax, ylabel: str, title: str, name: str) -> Path:
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        path = out_dir / name
+        tmp = path.with_name(f".{name}.tmp")
+        fig.savefig(tmp, dpi=120, format="png")
+        plt.close(fig)
+        os.replace(tmp, path)
+        return path
+
     fig, ax = plt.subplots(figsize=(6, 4))
     for key, label in (("train_top1", "train"), ("val_top1", "validation"), ("test_top1", "test"),
                        ("accuracy_a", "accuracy-A (best test)"), ("accuracy_b", "accuracy-B (test at best val)")):
         if any(key in r for r in rows):
             ax.plot(epochs, [100 * r.get(key, float("nan")) for r in rows], label=label,
                     linestyle="--" if key.startswith("accuracy") else "-", marker="." if len(rows) < 30 else None)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("top-1 accuracy (%)")
-    ax.set_title(f"{run_dir.name}: accuracy")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    path = out_dir / "accuracy.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    written.append(path)
+    written.append(save(fig, ax, "top-1 accuracy (%)", f"{run_dir.name}: accuracy", "accuracy.png"))
 
     tau_file = run_dir / "tau.csv"
     if tau_file.is_file():
@@ -1057,14 +1062,6 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
             for name in layers:
                 ax.plot([r["epoch"] for r in taus], [r.get(name, float("nan")) for r in taus], label=name,
                         marker="." if len(taus) < 30 else None)
-            ax.set_xlabel("epoch")
-            ax.set_ylabel("membrane time constant tau")
-            ax.set_title(f"{run_dir.name}: tau per PLIF layer (paper Fig. 7)")
-            ax.grid(alpha=0.3)
-            ax.legend()
-            fig.tight_layout()
-            path = out_dir / "tau.png"
-            fig.savefig(path, dpi=120)
-            plt.close(fig)
-            written.append(path)
+            written.append(save(fig, ax, "membrane time constant tau",
+                                f"{run_dir.name}: tau per PLIF layer (paper Fig. 7)", "tau.png"))
     return written
