@@ -163,14 +163,7 @@ class MaxPoolFunction(torch.autograd.Function):
         Ho, Wo = H // kh, W // kw
         y = torch.empty((*x.shape[:-2], Ho, Wo), device=x.device, dtype=x.dtype)
         arg = torch.empty(y.shape, device=x.device, dtype=torch.uint8)
-        variant = "k2" if _pool_k2(kernel, W, x) else "any"
-        outputs = y.numel()
-        _launch(
-            x.device, "max_pool.cu", build.entry_name("max_pool_forward", DTYPE_NAMES[x.dtype], variant),
-            _pool_grid(outputs), POOL_BLOCK,
-            (_ptr(x), _ptr(y), _ptr(arg), np.int64(outputs), np.int32(H), np.int32(W),
-             np.int32(Ho), np.int32(Wo), np.int32(kh), np.int32(kw)),
-        )
+        _launch_pool("forward", x, (x, y, arg), y.numel(), kernel)
         ctx.save_for_backward(arg)
         ctx.kernel, ctx.x_shape, ctx.x_dtype = kernel, x.shape, x.dtype
         return y
@@ -180,20 +173,25 @@ class MaxPoolFunction(torch.autograd.Function):
         (arg,) = ctx.saved_tensors
         kh, kw = ctx.kernel
         H, W = ctx.x_shape[-2:]
-        Ho, Wo = arg.shape[-2:]
         gy = grad_y.to(ctx.x_dtype).contiguous()
         ragged = H % kh or W % kw  # rows / columns outside every window get zero gradient
         alloc = torch.zeros if ragged else torch.empty
         grad_x = alloc(ctx.x_shape, device=gy.device, dtype=gy.dtype)
-        variant = "k2" if _pool_k2(ctx.kernel, W, grad_x) else "any"
-        outputs = arg.numel()
-        _launch(
-            gy.device, "max_pool.cu", build.entry_name("max_pool_backward", DTYPE_NAMES[gy.dtype], variant),
-            _pool_grid(outputs), POOL_BLOCK,
-            (_ptr(gy), _ptr(arg), _ptr(grad_x), np.int64(outputs), np.int32(H), np.int32(W),
-             np.int32(Ho), np.int32(Wo), np.int32(kh), np.int32(kw)),
-        )
+        _launch_pool("backward", grad_x, (gy, arg, grad_x), arg.numel(), ctx.kernel)
         return grad_x, None
+
+
+def _launch_pool(kind: str, x: torch.Tensor, pointers: tuple, outputs: int, kernel: tuple[int, int]) -> None:
+    """Launch max_pool_{kind} for input-shaped tensor x ([..., H, W]) over `outputs` windows."""
+    kh, kw = kernel
+    H, W = x.shape[-2:]
+    variant = "k2" if _pool_k2(kernel, W, x) else "any"
+    _launch(
+        x.device, "max_pool.cu", build.entry_name(f"max_pool_{kind}", DTYPE_NAMES[x.dtype], variant),
+        _pool_grid(outputs), POOL_BLOCK,
+        (*map(_ptr, pointers), np.int64(outputs), np.int32(H), np.int32(W),
+         np.int32(H // kh), np.int32(W // kw), np.int32(kh), np.int32(kw)),
+    )
 
 
 def _pool_k2(kernel: tuple[int, int], W: int, x: torch.Tensor) -> bool:
