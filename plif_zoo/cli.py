@@ -161,7 +161,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"{args.model} on {r['samples']} {r['split']} samples ({r['device']}): top-1 {100 * r['top1']:.2f}%, "
           f"loss {r['loss']:.4f}, {r['images_per_s']:.1f} images/s")
     print(f"spikes/sample {r['spikes_per_sample']:.0f}, SynOps/sample {r['synops_per_sample']:.4g}, "
-          f"dense MACs/sample {r['dense_macs_per_sample']:.4g}")
+          f"MACs/sample of the real-valued encoder input {r['dense_macs_per_sample']:.4g}")
     for name, rate in r["firing_rates"].items():
         print(f"  firing rate {name:<16} {rate:.4f}")
     return 0
