@@ -48,6 +48,7 @@ PUBLISHED_WEIGHTS: dict[str, dict] = {
     "fashion-mnist-lif": dict(revision=None, sha256="4c22257102f62e17f530404776e457679effc71bc9f9cddaefa5c5aa301cb013", accuracy=91.46, protocol="accuracy-B, 3 epochs on a 2-core CPU (paper: 1024 epochs); see weights/fashion-mnist-lif/README.md"),
     "fashion-mnist-plif-avgpool": dict(revision=None, sha256="b29dc660d1ae818738c868662cce1ad706066fb9019aa6e793d0b55dcb9e5ab1", accuracy=91.77, protocol="accuracy-B, 3 epochs on a 2-core CPU (paper: 1024 epochs); see weights/fashion-mnist-plif-avgpool/README.md"),
     "fashion-mnist-plif-tau16": dict(revision=None, sha256="39f6598d957fae75f5137fc635ef2d2d214311f8b614ca9f38a6885543c08306", accuracy=90.15, protocol="accuracy-B, 3 epochs on a 2-core CPU (paper: 1024 epochs); see weights/fashion-mnist-plif-tau16/README.md"),
+    "fashion-mnist-lif-tau16": dict(revision=None, sha256="4591c80cefabfaaf5cbb9f23d0abb56cfddb61bacef690040b86066de2504789", accuracy=87.77, protocol="accuracy-B, 3 epochs on a 2-core CPU (paper: 1024 epochs); see weights/fashion-mnist-lif-tau16/README.md"),
 }
 
 HUB_ORG = "plif-zoo"
