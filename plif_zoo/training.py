@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import math
 import os
@@ -1021,6 +1022,8 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .hub import _atomic_write_bytes
+
     run_dir = Path(run_dir)
     metrics_file = run_dir / "metrics.csv"
     if not metrics_file.is_file():
@@ -1038,11 +1041,11 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
         ax.grid(alpha=0.3)
         ax.legend()
         fig.tight_layout()
-        path = out_dir / name
-        tmp = path.with_name(f".{name}.tmp")
-        fig.savefig(tmp, dpi=120, format="png")
+        png = io.BytesIO()
+        fig.savefig(png, dpi=120, format="png")
         plt.close(fig)
-        os.replace(tmp, path)
+        path = out_dir / name
+        _atomic_write_bytes(path, png.getvalue())
         return path
 
     fig, ax = plt.subplots(figsize=(6, 4))
