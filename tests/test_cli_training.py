@@ -15,7 +15,6 @@ from tiny_fashion import TINY_CONFIG, requires_fashion_mnist
 from plif_zoo import data
 
 pytestmark = requires_fashion_mnist
-CONFIG = TINY_CONFIG
 SMALL = ["--batch-size", "8", "--max-train-samples", "48", "--max-eval-samples", "24", "--threads", "1"]
 
 
@@ -31,7 +30,7 @@ def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 @pytest.fixture
 def config(tmp_path) -> Path:
     path = tmp_path / "tiny.yaml"
-    path.write_text(CONFIG)
+    path.write_text(TINY_CONFIG)
     return path
 
 

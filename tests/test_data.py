@@ -9,14 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_fashion import requires_fashion_mnist
 
 from plif_zoo import data
 
 FMNIST = data.FASHION_MNIST_SYSTEM_DIR
-needs_fmnist = pytest.mark.skipif(
-    not (FMNIST / "t10k-images-idx3-ubyte.gz").exists(),
-    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)",
-)
 
 
 def write_idx(folder: Path, prefix: str, images: np.ndarray, labels: np.ndarray, gz: bool = True) -> None:
@@ -41,7 +38,7 @@ def tiny_mnist(folder: Path, n_train: int = 40, n_test: int = 10, gz: bool = Tru
     return x, y
 
 
-@needs_fmnist
+@requires_fashion_mnist
 def test_fashion_mnist_is_found_without_a_data_dir_and_split_for_accuracy_b():
     sizes = {split: len(data.get_dataset("fashion-mnist", split)) for split in data.SPLITS}
     assert sizes == {"train": 51000, "val": 9000, "train-full": 60000, "test": 10000}
@@ -51,7 +48,7 @@ def test_fashion_mnist_is_found_without_a_data_dir_and_split_for_accuracy_b():
     assert y == 9  # the first test image of Fashion-MNIST is an ankle boot
 
 
-@needs_fmnist
+@requires_fashion_mnist
 def test_fashion_mnist_validation_is_the_first_15_percent_of_each_class():
     full = data.get_dataset("fashion-mnist", "train-full")
     val = data.get_dataset("fashion-mnist", "val")
@@ -275,7 +272,7 @@ def test_missing_event_data_names_the_expected_files(tmp_path):
         data.get_dataset("nmnist", "test", None, T=4)
 
 
-@needs_fmnist
+@requires_fashion_mnist
 def test_download_uses_torchvision_against_a_local_mirror(tmp_path, monkeypatch):
     """download=True fetches the original files with torchvision's downloader (md5-checked);
     the mirror is a server on 127.0.0.1 serving the real Fashion-MNIST files of this machine."""

@@ -14,7 +14,6 @@ import torch
 from tiny_fashion import TINY_CONFIG, requires_fashion_mnist
 
 pytestmark = requires_fashion_mnist
-CONFIG = TINY_CONFIG
 
 
 def free_port() -> int:
@@ -34,7 +33,7 @@ def torchrun(*args: str) -> subprocess.CompletedProcess:
 
 def test_two_cpu_processes_train_one_run_and_resume(tmp_path):
     config = tmp_path / "tiny.yaml"
-    config.write_text(CONFIG)
+    config.write_text(TINY_CONFIG)
     out = tmp_path / "run"
     common = [str(config), "--out", str(out), "--batch-size", "4", "--max-train-samples", "64",
               "--max-eval-samples", "24", "--threads", "1", "--checkpoint-every", "3"]

@@ -17,15 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_fashion import requires_fashion_mnist
 from torch import nn
 
 import plif_zoo
 from plif_zoo import data, training
 
-pytestmark = pytest.mark.skipif(
-    not (data.FASHION_MNIST_SYSTEM_DIR / "t10k-images-idx3-ubyte.gz").exists(),
-    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)",
-)
+pytestmark = requires_fashion_mnist
 
 NARROW = {"channels": 32, "fc_hidden": [128]}
 # lr 1e-2: a narrow network barely fires at first, and the recipe's 1e-3 needs many steps to wake it

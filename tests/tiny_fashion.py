@@ -1,4 +1,4 @@
-"""Shared by the CLI and DDP tests: the real Fashion-MNIST skip marker and a tiny training config."""
+"""Shared by the tests that read the real Fashion-MNIST: the skip marker, and a tiny training config."""
 
 import pytest
 
