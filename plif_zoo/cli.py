@@ -94,7 +94,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from .registry import load
+    from .factory import load
 
     model = load(args.model, revision=args.revision, cache_dir=args.cache_dir)
     print(f"{args.model}: weights verified (sha256), available offline now; "
@@ -105,7 +105,8 @@ def cmd_download(args: argparse.Namespace) -> int:
 def cmd_push(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .hub import push_to_hub, read_config
+    from .factory import push_to_hub
+    from .model_folder import read_config
     from .registry import published_entry
 
     folder = Path(args.folder)
@@ -257,8 +258,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    from .hub import ChecksumError, HubDownloadError
-    from .registry import NoPretrainedWeightsError, UnknownModelError
+    from .errors import ChecksumError, HubDownloadError, NoPretrainedWeightsError, UnknownModelError
 
     try:
         return args.func(args) or 0

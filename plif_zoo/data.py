@@ -22,11 +22,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .errors import DatasetNotFoundError
+
 __all__ = [
     "DATASETS",
     "DatasetInfo",
     "DatasetNotFoundError",
     "FASHION_MNIST_SYSTEM_DIR",
+    "LABEL_NAMES",
     "get_dataset",
     "train_val_indices",
     "train_transform",
@@ -45,27 +48,35 @@ class DatasetInfo:
     shape: tuple[int, ...]  # one sample: [C, H, W] for images, [2, H, W] per frame for events
     event: bool  # True: frames [T, 2, H, W] of event counts
     source: str  # where to get the original files
+    classes: tuple[str, ...] = ()  # label names in output order (len == num_classes)
 
+
+_DIGITS = tuple(str(i) for i in range(10))
+_CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+_FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+            "Bag", "Ankle boot")
+_GESTURES = ("hand clapping", "right hand wave", "left hand wave", "right arm clockwise",
+             "right arm counter-clockwise", "left arm clockwise", "left arm counter-clockwise",
+             "arm roll", "air drums", "air guitar", "other gestures")
 
 DATASETS: dict[str, DatasetInfo] = {
     info.name: info
     for info in (
-        DatasetInfo("mnist", 10, (1, 28, 28), False, "http://yann.lecun.com/exdb/mnist/ (or torchvision's downloader: download=True, CLI --download)"),
+        DatasetInfo("mnist", 10, (1, 28, 28), False, "http://yann.lecun.com/exdb/mnist/ (or torchvision's downloader: download=True, CLI --download)", _DIGITS),
         DatasetInfo(
             "fashion-mnist", 10, (1, 28, 28), False,
             "`apt-get install dataset-fashion-mnist` (files land in /usr/share/datasets/fashion-mnist/), "
             "https://github.com/zalandoresearch/fashion-mnist, or torchvision's downloader (download=True, CLI --download)",
+            _FASHION,
         ),
-        DatasetInfo("cifar10", 10, (3, 32, 32), False, "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz (extract it; or download=True, CLI --download)"),
-        DatasetInfo("nmnist", 10, (2, 34, 34), True, "https://www.garrickorchard.com/datasets/n-mnist (Train.zip, Test.zip)"),
-        DatasetInfo("cifar10-dvs", 10, (2, 128, 128), True, "https://figshare.com/articles/dataset/CIFAR10-DVS_New/4724671 (the 10 class zips)"),
-        DatasetInfo("dvs128-gesture", 11, (2, 128, 128), True, "https://research.ibm.com/interactive/dvsgesture/ (DvsGesture.tar.gz)"),
+        DatasetInfo("cifar10", 10, (3, 32, 32), False, "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz (extract it; or download=True, CLI --download)", _CIFAR10),
+        DatasetInfo("nmnist", 10, (2, 34, 34), True, "https://www.garrickorchard.com/datasets/n-mnist (Train.zip, Test.zip)", _DIGITS),
+        DatasetInfo("cifar10-dvs", 10, (2, 128, 128), True, "https://figshare.com/articles/dataset/CIFAR10-DVS_New/4724671 (the 10 class zips)", _CIFAR10),
+        DatasetInfo("dvs128-gesture", 11, (2, 128, 128), True, "https://research.ibm.com/interactive/dvsgesture/ (DvsGesture.tar.gz)", _GESTURES),
     )
 }
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """A dataset's files are not where they were looked for."""
+# The one place label names live; the registry's ModelInfo.label_names reads them from here.
+LABEL_NAMES: dict[str, tuple[str, ...]] = {name: info.classes for name, info in DATASETS.items()}
 
 
 def _missing(name: str, looked_in: Sequence[Path], expected: Sequence[str]) -> DatasetNotFoundError:
@@ -335,9 +346,6 @@ class EventFrames(Dataset):
         return torch.from_numpy(np.asarray(frames, dtype=np.float32)), int(self.targets[i])
 
 
-_CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-
-
 def _event_dataset(name: str, data_dir: Path | None, train: bool, T: int | None) -> Dataset:
     if data_dir is None:
         raise _missing(name, [], [_EVENT_ORIGINALS[name][0]])
@@ -359,7 +367,7 @@ def _event_dataset(name: str, data_dir: Path | None, train: bool, T: int | None)
     else:
         sj = cls(str(data_dir), train=train, **kw)
         indices = sorted(range(len(sj.samples)), key=lambda i: (int(Path(sj.samples[i][0]).parent.name), _natural_key(sj.samples[i][0])))
-    label_of_folder = _CIFAR10_CLASSES.index if name == "cifar10-dvs" else int
+    label_of_folder = _CIFAR10.index if name == "cifar10-dvs" else int
     return EventFrames(sj, indices, label_of_folder)
 
 

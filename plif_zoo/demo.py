@@ -14,6 +14,8 @@ import torch
 from safetensors.torch import load_file
 
 from . import registry
+from ._io import atomic_write
+from .factory import load
 
 __all__ = ["SAMPLES", "DemoUnavailable", "choose_model", "load_samples", "run_demo"]
 
@@ -80,7 +82,7 @@ def run_demo(model_id: str | None = None, out: str | Path | None = "plif-zoo-dem
                               f"only for {sorted(SAMPLES)}")
     if not info.has_weights:
         raise DemoUnavailable(f"{model_id} has no weights yet; the demo needs trained weights")
-    model = registry.load(model_id, T=T, device=device, backend=backend).eval()
+    model = load(model_id, T=T, device=device, backend=backend).eval()
     images, labels = load_samples(info.dataset)
     images = images.to(next(model.parameters()).device)
 
@@ -146,8 +148,8 @@ def _draw(result: DemoResult, images: torch.Tensor, out_spikes: torch.Tensor, ou
     ax.set_ylabel("tau")
     ax.set_title(f"{result.model_id}: membrane time constant per spiking layer", fontsize=9)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    tmp.replace(out)
+    try:
+        atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    finally:
+        plt.close(fig)
     return out

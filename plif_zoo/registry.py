@@ -1,7 +1,8 @@
-"""Model ids -> architecture, metadata and weights; ``load`` / ``create_model`` / ``list_models``.
+"""Model ids -> architecture, metadata and where the weights are: ids and metadata only.
 
 Ids are ``{dataset}-{neuron}[-tau16][-avgpool]``. Everything known about one id lives in
-one ``ModelInfo``. To publish weights for an id, add one line to ``PUBLISHED_WEIGHTS``.
+one ``ModelInfo`` (like timm's PretrainedCfg). To publish weights for an id, add one line to
+``PUBLISHED_WEIGHTS``. Building and loading models is ``plif_zoo.factory``'s job.
 """
 
 from __future__ import annotations
@@ -11,14 +12,13 @@ import fnmatch
 import functools
 import os
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from . import hub
-from .networks import PAPER_NETWORKS, NetworkConfig, SpikingConvNet, count_parameters
+from .data import LABEL_NAMES
+from .errors import NoPretrainedWeightsError, UnknownModelError
+from .model_folder import CONFIG_NAME, WEIGHTS_NAME, read_config
+from .networks import PAPER_NETWORKS, NetworkConfig, count_parameters
 
 __all__ = [
     "ModelInfo",
@@ -28,9 +28,9 @@ __all__ = [
     "PUBLISHED_WEIGHTS",
     "list_models",
     "model_info",
-    "create_model",
-    "load",
+    "check_model_id",
     "weights_dirs",
+    "local_folder",
     "markdown_table",
     "published_entry",
 ]
@@ -53,21 +53,6 @@ PUBLISHED_WEIGHTS: dict[str, dict] = {
 
 HUB_ORG = "plif-zoo"
 
-_DIGITS = tuple(str(i) for i in range(10))
-_CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-LABEL_NAMES: dict[str, tuple[str, ...]] = {
-    "mnist": _DIGITS,
-    "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                      "Sneaker", "Bag", "Ankle boot"),
-    "cifar10": _CIFAR10,
-    "nmnist": _DIGITS,
-    "cifar10-dvs": _CIFAR10,
-    "dvs128-gesture": ("hand clapping", "right hand wave", "left hand wave", "right arm clockwise",
-                       "right arm counter-clockwise", "left arm clockwise",
-                       "left arm counter-clockwise", "arm roll", "air drums", "air guitar",
-                       "other gestures"),
-}
-
 # Paper accuracy (percent). A = best test accuracy during training; B = test accuracy at
 # the epoch of best validation accuracy (15% of train held out). Table 2 gives both for
 # PLIF tau0=2 max-pool; Tables 4 and 5 give A for the ablations.
@@ -76,11 +61,14 @@ _PAPER_A = {"mnist": 99.72, "fashion-mnist": 94.38, "cifar10": 93.50, "nmnist": 
 _PAPER_B = {"mnist": 99.63, "fashion-mnist": 93.85, "cifar10": 92.58, "nmnist": 99.57,
             "cifar10-dvs": 69.00, "dvs128-gesture": 96.53}
 _ABLATION_DATASETS = ("fashion-mnist", "cifar10", "cifar10-dvs", "dvs128-gesture")
-_ABLATION_A = {  # variant -> accuracy-A per _ABLATION_DATASETS
-    "lif": (94.17, 93.03, 73.60, 96.88),  # Table 4
-    "plif-tau16": (94.65, 93.23, 70.50, 92.01),  # Table 4
-    "lif-tau16": (94.47, 47.50, 62.40, 76.74),  # Table 4
-    "plif-avgpool": (94.74, 93.30, 72.70, 97.22),  # Table 5
+_ABLATION_A = {  # variant -> dataset -> accuracy-A
+    variant: dict(zip(_ABLATION_DATASETS, row, strict=True))
+    for variant, row in {
+        "lif": (94.17, 93.03, 73.60, 96.88),  # Table 4
+        "plif-tau16": (94.65, 93.23, 70.50, 92.01),  # Table 4
+        "lif-tau16": (94.47, 47.50, 62.40, 76.74),  # Table 4
+        "plif-avgpool": (94.74, 93.30, 72.70, 97.22),  # Table 5
+    }.items()
 }
 # variant suffix -> (neuron, init_tau, pooling)
 _VARIANTS = {
@@ -95,17 +83,6 @@ _VARIANTS = {
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
 
-class UnknownModelError(KeyError):
-    """No model with this id; the message lists close matches."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
-
-
-class NoPretrainedWeightsError(ValueError):
-    """The id is known but no weights were published for it."""
-
-
 @dataclass(frozen=True)
 class WeightSource:
     """Where a model's weights live and how to check them."""
@@ -113,7 +90,7 @@ class WeightSource:
     hf_repo: str  # Hub repo id, e.g. "plif-zoo/fashion-mnist-plif"
     revision: str | None  # pinned Hub commit (40 hex); None = only in weights/ folders so far
     sha256: str  # sha256 of the weight file, checked before loading
-    filename: str = hub.WEIGHTS_NAME  # the weight file in the repo
+    filename: str = WEIGHTS_NAME  # the weight file in the repo
     license: str = "MIT"  # license of the weights
 
 
@@ -169,7 +146,7 @@ class ModelInfo:
     def has_weights(self) -> bool:
         """Loadable weights: on the Hub, or a local folder in $PLIF_ZOO_WEIGHTS / the repo's weights/."""
         on_hub = self.weights is not None and self.weights.revision is not None
-        return on_hub or _local_folder(self.id) is not None
+        return on_hub or local_folder(self.id) is not None
 
     def as_dict(self) -> dict:
         """Flat dict of every field, for tables and JSON."""
@@ -207,8 +184,8 @@ def _build_registry() -> dict[str, ModelInfo]:
             a = b = source = None
             if suffix == "plif":
                 a, b, source = _PAPER_A[dataset], _PAPER_B[dataset], "Table 2"
-            elif suffix in _ABLATION_A and dataset in _ABLATION_DATASETS:
-                a = _ABLATION_A[suffix][_ABLATION_DATASETS.index(dataset)]
+            elif dataset in _ABLATION_A.get(suffix, {}):
+                a = _ABLATION_A[suffix][dataset]
                 source = "Table 5" if suffix.endswith("avgpool") else "Table 4"
             published = PUBLISHED_WEIGHTS.get(model_id)
             weights = None
@@ -284,125 +261,13 @@ def weights_dirs() -> list[Path]:
     return dirs
 
 
-def _local_folder(model_id: str) -> Path | None:
+def local_folder(model_id: str) -> Path | None:
+    """The first model folder named ``model_id`` in :func:`weights_dirs`, or None."""
     for base in weights_dirs():
         folder = base / model_id
-        if (folder / hub.CONFIG_NAME).is_file() and (folder / hub.WEIGHTS_NAME).is_file():
+        if (folder / CONFIG_NAME).is_file() and (folder / WEIGHTS_NAME).is_file():
             return folder
     return None
-
-
-def _no_weights_error(model_id: str) -> NoPretrainedWeightsError:
-    available = list_models(pretrained=True)
-    listing = f"models with weights: {', '.join(available)}" if available else "no model has published weights yet"
-    return NoPretrainedWeightsError(
-        f"{model_id!r} has no published weights ({listing}). Build it untrained with "
-        f"plif_zoo.load({model_id!r}, pretrained=False) or plif_zoo.create_model({model_id!r}), "
-        f"or put a model folder at {weights_dirs()[0] / model_id} ($PLIF_ZOO_WEIGHTS)"
-    )
-
-
-def _resolve_pretrained(
-    name: str, revision: str | None, cache_dir, local_files_only: bool, backend: str
-) -> tuple[SpikingConvNet, dict]:
-    if name.startswith("local-dir:"):
-        folder = Path(name[len("local-dir:"):]).expanduser()
-        if not folder.is_dir():
-            raise FileNotFoundError(f"local-dir: {folder} is not a folder")
-        return hub.load_folder(folder, backend=backend)
-    if name.startswith("hf-hub:"):
-        repo_id, rev = hub.parse_hub_name(name[len("hf-hub:"):])
-        if revision is not None and rev is not None and revision != rev:
-            raise ValueError(f"two revisions given: {name!r} and revision={revision!r}; pass one")
-        folder = hub.download(repo_id, revision=revision or rev, cache_dir=cache_dir,
-                              local_files_only=local_files_only)
-        return hub.load_folder(folder, backend=backend, remove_on_mismatch=True)
-
-    info = model_info(name)
-    local = _local_folder(name)
-    if local is not None and revision is None:
-        expected = info.weights.sha256 if info.weights else None
-        return hub.load_folder(local, expected_sha256=expected, backend=backend)
-    if info.weights is None:
-        raise _no_weights_error(name)
-    if info.weights.revision is None and revision is None:
-        raise FileNotFoundError(
-            f"the weights of {name!r} are not on the Hub yet: they ship in the plif-zoo "
-            f"repository's weights/{name}/ folder. Clone the repository (git lfs pull if needed) "
-            f"or set PLIF_ZOO_WEIGHTS to a folder holding {name}/ (searched: "
-            f"{', '.join(str(d) for d in weights_dirs())})"
-        )
-    folder = hub.download(info.weights.hf_repo, revision=revision or info.weights.revision,
-                          cache_dir=cache_dir, local_files_only=local_files_only)
-    expected = info.weights.sha256 if revision is None else None
-    return hub.load_folder(folder, expected_sha256=expected, backend=backend, remove_on_mismatch=True)
-
-
-def load(
-    name: str,
-    pretrained: bool = True,
-    *,
-    num_classes: int | None = None,
-    T: int | None = None,
-    backend: str = "auto",
-    device: str | torch.device | None = None,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    local_files_only: bool = False,
-    **config_changes,
-) -> SpikingConvNet:
-    """A zoo model by registry id, ``local-dir:PATH`` or ``hf-hub:ORG/NAME[@REV]``.
-
-    ``pretrained=True`` loads verified weights (local $PLIF_ZOO_WEIGHTS / weights/ folder,
-    then the HF cache, then the Hub). ``num_classes`` different from the weights replaces
-    only the output layer (a warning lists it). ``T`` sets the default time steps.
-    ``config_changes`` (untrained models only) change NetworkConfig fields, e.g. init_tau.
-    """
-    if not isinstance(name, str):
-        raise TypeError(f"name must be a string, got {type(name).__name__}")
-    if pretrained:
-        if config_changes:
-            raise TypeError(
-                f"architecture changes {sorted(config_changes)} need pretrained=False; a pretrained "
-                f"model keeps its architecture (only num_classes and T can change)"
-            )
-        model, _ = _resolve_pretrained(name, revision, cache_dir, local_files_only, backend)
-        if num_classes is not None and num_classes != model.num_classes:
-            old = model.num_classes
-            skipped = model.reset_classifier(num_classes)
-            warnings.warn(
-                f"{name}: output layer rebuilt for {num_classes} classes (weights had {old}); "
-                f"not loaded, freshly initialised: {', '.join(skipped)}",
-                stacklevel=2,
-            )
-    else:
-        if name.startswith(("local-dir:", "hf-hub:")):
-            raise ValueError(f"{name!r} names weights; use pretrained=True, or a registry id for an untrained model")
-        config = model_info(name).architecture
-        if num_classes is not None:
-            config_changes["num_classes"] = num_classes
-        if T is not None:
-            config_changes["T"] = T
-        try:
-            config = config.replace(**config_changes)
-        except TypeError:
-            known = sorted(NetworkConfig.__dataclass_fields__)
-            raise TypeError(
-                f"unknown arguments {sorted(set(config_changes) - set(known))}; architecture "
-                f"changes must be NetworkConfig fields: {known}"
-            ) from None
-        model = SpikingConvNet(config, backend=backend)
-    if T is not None:
-        model.T = T
-    model.set_backend(backend)
-    if device is not None:
-        model.to(device)
-    return model
-
-
-def create_model(name: str, **kwargs) -> SpikingConvNet:
-    """An untrained zoo model: ``load(name, pretrained=False, **kwargs)``."""
-    return load(name, pretrained=False, **kwargs)
 
 
 def markdown_table(pattern: str = "*") -> str:
@@ -438,13 +303,13 @@ def published_entry(folder: str | os.PathLike, revision: str | None, hf_repo: st
 
     Reads the id, sha256, accuracy (``accuracy_b`` first) and protocol from its config.json.
     """
-    config = hub.read_config(folder)
+    config = read_config(folder)
     card = config.get("card", {})
     model_id = card.get("model_id") or Path(folder).name
     model_info(model_id)  # must be a registry id
     metrics = card.get("metrics") or {}
     accuracy = metrics.get("accuracy_b", next(iter(metrics.values()), None))
-    fields = [f"revision={revision!r}", f"sha256={config['files'][hub.WEIGHTS_NAME]['sha256']!r}"]
+    fields = [f"revision={revision!r}", f"sha256={config['files'][WEIGHTS_NAME]['sha256']!r}"]
     if hf_repo and hf_repo != f"{HUB_ORG}/{model_id}":
         fields.insert(0, f"hf_repo={hf_repo!r}")
     if accuracy is not None:

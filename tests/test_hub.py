@@ -10,7 +10,8 @@ from hubserver import HubServer
 
 import plif_zoo
 from plif_zoo import hub, registry
-from plif_zoo.hub import ChecksumError, HubDownloadError
+from plif_zoo._io import sha256_file
+from plif_zoo.errors import ChecksumError, HubDownloadError
 
 # the smallest zoo network (1.7M parameters) keeps the files small
 MODEL_ID = "dvs128-gesture-plif"
@@ -63,7 +64,7 @@ def _same_weights(a, b) -> bool:
 def test_download_and_load_then_offline_from_cache_with_server_stopped(
         server, hf_env, folder, monkeypatch):
     sha = server.commit(REPO, _files(folder))
-    digest = hub.sha256_file(folder / "model.safetensors")
+    digest = sha256_file(folder / "model.safetensors")
     publish(monkeypatch, digest, sha)
     assert plif_zoo.list_models(MODEL_ID, pretrained=True) == [MODEL_ID]
 
@@ -81,7 +82,7 @@ def test_download_and_load_then_offline_from_cache_with_server_stopped(
 
 def test_cache_dir_argument_is_honoured(server, hf_env, folder, monkeypatch, tmp_path):
     sha = server.commit(REPO, _files(folder))
-    publish(monkeypatch, hub.sha256_file(folder / "model.safetensors"), sha)
+    publish(monkeypatch, sha256_file(folder / "model.safetensors"), sha)
     plif_zoo.load(MODEL_ID, cache_dir=tmp_path / "elsewhere")
     assert (tmp_path / "elsewhere" / "models--plif-zoo--dvs128-gesture-plif").is_dir()
     assert not hf_env.exists()
@@ -100,7 +101,7 @@ def test_pinned_revision_gets_that_commit_not_the_branch_head(server, hf_env, fo
     assert _same_weights(pinned, plif_zoo.load(f"local-dir:{folder}"))
     assert _same_weights(head, plif_zoo.load(f"local-dir:{newer}"))
 
-    publish(monkeypatch, hub.sha256_file(folder / "model.safetensors"), old)
+    publish(monkeypatch, sha256_file(folder / "model.safetensors"), old)
     assert _same_weights(plif_zoo.load(MODEL_ID), pinned)  # the registry pins `old`
     assert _same_weights(plif_zoo.load(MODEL_ID, revision=new), head)
 
@@ -124,7 +125,7 @@ def test_missing_file_says_repo_is_not_a_model_folder(server, hf_env):
 
 def test_tampered_file_fails_checksum_and_is_removed_from_cache(server, hf_env, folder, monkeypatch):
     files = _files(folder)
-    good = hub.sha256_file(folder / "model.safetensors")
+    good = sha256_file(folder / "model.safetensors")
     bad = bytearray(files["model.safetensors"])
     bad[-1] ^= 0xFF
     sha = server.commit(REPO, {**files, "model.safetensors": bytes(bad)})
@@ -135,7 +136,7 @@ def test_tampered_file_fails_checksum_and_is_removed_from_cache(server, hf_env, 
     cached = hf_env / "models--plif-zoo--dvs128-gesture-plif" / "snapshots" / sha / "model.safetensors"
     assert not cached.exists()
     blobs = hf_env / "models--plif-zoo--dvs128-gesture-plif" / "blobs"
-    assert hashlib.sha256(bytes(bad)).hexdigest() not in {hub.sha256_file(b) for b in blobs.iterdir()}
+    assert hashlib.sha256(bytes(bad)).hexdigest() not in {sha256_file(b) for b in blobs.iterdir()}
 
 
 def test_hf_hub_name_checks_against_the_config_it_ships(server, hf_env, folder):
@@ -149,7 +150,7 @@ def test_hf_hub_name_checks_against_the_config_it_ships(server, hf_env, folder):
 
 def test_network_failure_names_repo_and_suggests_offline_or_endpoint(server, hf_env, folder, monkeypatch):
     sha = server.commit(REPO, _files(folder))
-    publish(monkeypatch, hub.sha256_file(folder / "model.safetensors"), sha)
+    publish(monkeypatch, sha256_file(folder / "model.safetensors"), sha)
     server.stop()  # nothing listens on HF_ENDPOINT now
     # The client retries network errors with backoff for ~23 s; skip the waiting, not the path.
     from huggingface_hub import file_download
@@ -164,7 +165,7 @@ def test_network_failure_names_repo_and_suggests_offline_or_endpoint(server, hf_
 
 def test_offline_without_cache_says_it_is_not_cached(server, hf_env, folder, monkeypatch):
     sha = server.commit(REPO, _files(folder))
-    publish(monkeypatch, hub.sha256_file(folder / "model.safetensors"), sha)
+    publish(monkeypatch, sha256_file(folder / "model.safetensors"), sha)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(HubDownloadError, match="not in the Hugging Face cache"):
         plif_zoo.load(MODEL_ID)

@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 
 import plif_zoo
-from plif_zoo import hub, training
+from plif_zoo import training
+from plif_zoo._io import sha256_file
+from plif_zoo.model_folder import read_config
 from plif_zoo.registry import PUBLISHED_WEIGHTS, model_info
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
@@ -21,15 +23,15 @@ def test_every_weights_folder_is_registered():
 @pytest.mark.parametrize("model_id", FOLDERS)
 def test_checksum_matches_the_registry(model_id):
     folder = WEIGHTS / model_id
-    digest = hub.sha256_file(folder / "model.safetensors")
+    digest = sha256_file(folder / "model.safetensors")
     assert digest == PUBLISHED_WEIGHTS[model_id]["sha256"]
-    assert digest == hub.read_config(folder)["files"]["model.safetensors"]["sha256"]
+    assert digest == read_config(folder)["files"]["model.safetensors"]["sha256"]
     assert model_info(model_id).has_weights
 
 
 @pytest.mark.parametrize("model_id", FOLDERS)
 def test_accuracy_on_the_cards_test_slice(model_id):
-    card = hub.read_config(WEIGHTS / model_id)["card"]
+    card = read_config(WEIGHTS / model_id)["card"]
     if model_info(model_id).dataset == "fashion-mnist" and not FASHION_MNIST.is_file():
         pytest.skip("needs Debian's dataset-fashion-mnist (scripts/setup.sh installs it)")
     check = card["slice_check"]

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import plif_zoo
-from plif_zoo import hub, registry
-from plif_zoo.hub import ChecksumError
-from plif_zoo.registry import NoPretrainedWeightsError, UnknownModelError
+from plif_zoo import registry
+from plif_zoo._io import sha256_file
+from plif_zoo.errors import ChecksumError, NoPretrainedWeightsError, UnknownModelError
 
 DATASETS = ["mnist", "fashion-mnist", "cifar10", "nmnist", "cifar10-dvs", "dvs128-gesture"]
 VARIANTS = ["plif", "lif", "plif-tau16", "lif-tau16", "plif-avgpool"]
@@ -135,7 +135,7 @@ def test_save_pretrained_writes_a_hub_model_folder(tmp_path):
                            protocol="accuracy-B")
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     config = json.loads((folder / "config.json").read_text())
-    assert config["files"]["model.safetensors"]["sha256"] == hub.sha256_file(folder / "model.safetensors")
+    assert config["files"]["model.safetensors"]["sha256"] == sha256_file(folder / "model.safetensors")
     assert config["architecture"]["T"] == 2
     assert config["card"]["metrics"] == {"accuracy_b": 91.5}
     assert set(config["card"]["taus"]) == {n for n, _ in model.spiking_layers()}
@@ -169,7 +169,7 @@ def test_registered_checksum_rejects_other_weights_in_plif_zoo_weights(tmp_path,
         registry.model_info("fashion-mnist-plif"),
         weights=registry.WeightSource(hf_repo="plif-zoo/fashion-mnist-plif", revision=None,
                                       sha256="0" * 64, license="MIT")))
-    with pytest.raises(hub.ChecksumError, match="other weights than the registered ones"):
+    with pytest.raises(ChecksumError, match="other weights than the registered ones"):
         plif_zoo.load("fashion-mnist-plif", backend="torch")
 
 
@@ -258,7 +258,7 @@ def test_one_published_weights_line_registers_a_weights_folder(tmp_path, monkeyp
 
     info = plif_zoo.model_info("fashion-mnist-plif")
     assert (info.accuracy, info.accuracy_protocol) == (91.25, "accuracy-B, test")
-    assert info.weights.sha256 == hub.sha256_file(folder / "model.safetensors")
+    assert info.weights.sha256 == sha256_file(folder / "model.safetensors")
     assert info.weights.revision is None and info.has_weights
     assert plif_zoo.list_models("fashion*", pretrained=True) == ["fashion-mnist-plif"]
     assert "| 91.25% (accuracy-B, test) | yes (`weights/fashion-mnist-plif/`) |" in registry.markdown_table()

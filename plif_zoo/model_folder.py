@@ -1,0 +1,258 @@
+"""The model-folder format: write, read, verify and load one folder.
+
+A model folder is the Hub layout: ``config.json`` (the network config that rebuilds the
+model, the sha256 of each weight file, and the model-card fields), ``model.safetensors``
+and a ``README.md`` model card with the metrics in ``model-index`` form. No pickle.
+Every file goes through :func:`plif_zoo._io.atomic_write`, so nothing half-written is left.
+This module knows neither the registry nor the Hub: it is the format both of them use.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCardData
+from safetensors.torch import load_file, save_file
+
+from ._io import atomic_write, sha256_file
+from .errors import ChecksumError
+from .networks import NetworkConfig, SpikingConvNet
+
+__all__ = [
+    "CONFIG_NAME",
+    "WEIGHTS_NAME",
+    "CARD_NAME",
+    "FORMAT_VERSION",
+    "LIBRARY_NAME",
+    "library_version",
+    "write_folder",
+    "model_card",
+    "read_config",
+    "verify_file",
+    "model_from_config",
+    "load_folder",
+]
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "README.md"
+FORMAT_VERSION = 1
+LIBRARY_NAME = "plif-zoo"
+
+
+def library_version() -> str:
+    """The installed plif-zoo version (set once, in pyproject.toml); ``0+unknown`` when not installed."""
+    try:
+        return importlib.metadata.version(LIBRARY_NAME)
+    except importlib.metadata.PackageNotFoundError:  # a source tree on sys.path, never pip-installed
+        return "0+unknown"
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+def _json_ready(name: str, value: Any) -> Any:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            f"save_pretrained: card field {name!r} must be JSON-serialisable (numbers, strings, "
+            f"lists, dicts), got {type(value).__name__}: {err}"
+        ) from None
+    return value
+
+
+def check_card(card: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``card`` after checking every field is JSON and ``metrics`` maps names to numbers."""
+    card = {k: _json_ready(k, v) for k, v in card.items()}
+    metrics = card.get("metrics")
+    if metrics is not None and not (
+        isinstance(metrics, dict) and all(isinstance(v, (int, float)) for v in metrics.values())
+    ):
+        raise TypeError(
+            f"save_pretrained: metrics must be a dict of name -> number (percent), got {metrics!r}"
+        )
+    return card
+
+
+def write_folder(model: SpikingConvNet, directory: str | os.PathLike, card: dict[str, Any]) -> Path:
+    """Write ``model`` and ``card`` as a model folder: model.safetensors, config.json, README.md.
+
+    ``card`` is written as given (checked by :func:`check_card`); the caller fills it.
+    Returns the folder path.
+    """
+    if not isinstance(model, SpikingConvNet):
+        raise TypeError(
+            f"save_pretrained needs a plif_zoo model (SpikingConvNet), got {type(model).__name__}"
+        )
+    card = check_card(card)
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    weights = atomic_write(
+        folder / WEIGHTS_NAME,
+        lambda tmp: save_file(state, tmp, metadata={"format": "pt", "library": LIBRARY_NAME}),
+    )
+    config = {
+        "library": LIBRARY_NAME,
+        "format_version": FORMAT_VERSION,
+        "plif_zoo_version": library_version(),
+        "architecture": model.config.to_dict(),
+        "files": {WEIGHTS_NAME: {"sha256": sha256_file(weights), "size": weights.stat().st_size}},
+        "card": card,
+    }
+    atomic_write(folder / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
+    atomic_write(folder / CARD_NAME, model_card(config))
+    return folder
+
+
+def _card_metadata(card: dict[str, Any]) -> str:
+    """The README's YAML front matter, built by huggingface_hub (escaping, model-index schema)."""
+    dataset = card.get("dataset", "unknown")
+    results = [
+        EvalResult(task_type="image-classification", dataset_type=dataset, dataset_name=dataset,
+                   dataset_split="test", metric_type="accuracy", metric_name=name,
+                   metric_value=float(value))
+        for name, value in (card.get("metrics") or {}).items()
+    ]
+    data = ModelCardData(
+        library_name=LIBRARY_NAME,
+        license=card.get("license", "mit"),
+        tags=["spiking-neural-network", "plif", "spikingjelly", "image-classification"],
+        datasets=[dataset],
+        model_name=card.get("model_id", "plif-zoo-model"),
+        eval_results=results,  # [] still writes `model-index: [{name, results: []}]`
+    )
+    return data.to_yaml()
+
+
+def _cell(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def model_card(config: dict) -> str:
+    """README.md text: YAML front matter with ``model-index`` metrics, then a short description."""
+    card = config.get("card", {})
+    arch = config["architecture"]
+    model_id = card.get("model_id", "plif-zoo-model")
+    metrics = card.get("metrics") or {}
+    lines = [
+        "---",
+        _card_metadata(card),
+        "---",
+        "",
+        f"# {model_id}",
+        "",
+        "A spiking convolutional network of Fang et al., *Incorporating Learnable Membrane Time "
+        "Constant to Enhance Learning of Spiking Neural Networks* (ICCV 2021), for the "
+        "[plif-zoo](https://pypi.org/project/plif-zoo/) package.",
+        "",
+        "```python",
+        "import plif_zoo",
+        f'model = plif_zoo.load("{model_id}")  # or "local-dir:PATH" / "hf-hub:ORG/NAME"',
+        "rates = model(x)  # [N, num_classes] firing rates in [0, 1]",
+        "```",
+        "",
+        "| field | value |",
+        "| --- | --- |",
+        f"| neuron | {arch['neuron']} (init tau {arch['init_tau']}) |",
+        f"| pooling | {arch['pooling']} |",
+        f"| T | {arch['T']} |",
+        f"| classes | {arch['num_classes']} |",
+    ]
+    lines += [f"| {name} | {float(value):.2f}% |" for name, value in metrics.items()]
+    lines += [f"| {key} | {_cell(card[key])} |" for key in ("protocol", "recipe", "hardware", "command")
+              if key in card]
+    lines += [f"| paper {name} | {float(value):.2f}% |"
+              for name, value in (card.get("paper_metrics") or {}).items()]
+    taus = card.get("taus") or {}
+    if taus:
+        lines.append("| tau per layer | " + ", ".join(f"{k}: {v:.3g}" for k, v in taus.items()) + " |")
+    for figure in card.get("figures") or []:
+        lines += ["", f"![{Path(figure).stem}]({figure})"]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def read_config(folder: str | os.PathLike) -> dict:
+    """The parsed config.json of a model folder, checked for the fields loading needs."""
+    path = Path(folder) / CONFIG_NAME
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no {CONFIG_NAME} in {folder}: a plif-zoo model folder holds {CONFIG_NAME}, "
+            f"{WEIGHTS_NAME} and {CARD_NAME} (write one with plif_zoo.save_pretrained)"
+        )
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from None
+    if (not isinstance(config, dict) or "architecture" not in config
+            or WEIGHTS_NAME not in config.get("files", {})):
+        raise ValueError(
+            f"{path} is not a plif-zoo config: it needs 'architecture' and "
+            f"'files' -> '{WEIGHTS_NAME}' -> 'sha256' (write it with plif_zoo.save_pretrained)"
+        )
+    return config
+
+
+def verify_file(path: str | os.PathLike, expected_sha256: str, *,
+                remove_on_mismatch: bool = False) -> None:
+    """Raise ChecksumError when ``path``'s sha256 differs; optionally delete the bad file first."""
+    actual = sha256_file(path)
+    if actual == expected_sha256:
+        return
+    removed = ""
+    if remove_on_mismatch:
+        _remove_cached(Path(path))
+        removed = " It was removed from the cache; load again to download a fresh copy."
+    raise ChecksumError(
+        f"checksum mismatch for {path}: sha256 {actual}, expected {expected_sha256}. The file is "
+        f"corrupt or was changed.{removed}"
+    )
+
+
+def _remove_cached(path: Path) -> None:
+    """Delete a file from the HF cache: the snapshot link and the blob it points to."""
+    blob = path.resolve()
+    path.unlink(missing_ok=True)
+    if blob != path:
+        blob.unlink(missing_ok=True)
+
+
+def model_from_config(config: dict, backend: str = "auto") -> SpikingConvNet:
+    """An untrained network with the architecture a config.json records."""
+    return SpikingConvNet(NetworkConfig.from_dict(config["architecture"]), backend=backend)
+
+
+def load_folder(
+    folder: str | os.PathLike,
+    *,
+    expected_sha256: str | None = None,
+    backend: str = "auto",
+    remove_on_mismatch: bool = False,
+) -> tuple[SpikingConvNet, dict]:
+    """Build the model of a model folder and load its verified weights -> (model, config)."""
+    folder = Path(folder)
+    config = read_config(folder)
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file():
+        raise FileNotFoundError(f"no {WEIGHTS_NAME} in {folder}")
+    recorded = config["files"][WEIGHTS_NAME].get("sha256")
+    if expected_sha256 is not None and recorded is not None and recorded != expected_sha256:
+        raise ChecksumError(
+            f"{folder / CONFIG_NAME} records sha256 {recorded} for {WEIGHTS_NAME} but the registry "
+            f"expects {expected_sha256}: this folder holds other weights than the registered ones"
+        )
+    expected = expected_sha256 or recorded
+    if not expected:
+        raise ValueError(f"{folder / CONFIG_NAME} gives no sha256 for {WEIGHTS_NAME}; cannot verify it")
+    verify_file(weights, expected, remove_on_mismatch=remove_on_mismatch)
+    model = model_from_config(config, backend=backend)
+    model.load_state_dict(load_file(weights), strict=True)
+    return model, config
