@@ -15,6 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from plif_zoo._io import atomic_write
 from plif_zoo.registry import markdown_table
 
 START, END = "<!-- zoo-table:start -->", "<!-- zoo-table:end -->"
@@ -48,9 +49,7 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 1
         return 0
-    tmp = args.readme.with_name(f".{args.readme.name}.tmp")
-    tmp.write_text(new)
-    tmp.replace(args.readme)
+    atomic_write(args.readme, new)
     return 0
 
 

@@ -35,6 +35,7 @@ class HubServer:
     def __init__(self) -> None:
         self.repos: dict[str, Repo] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path) in arrival order
+        self.user_agents: list[str] = []  # User-Agent of each request, same order
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -144,6 +145,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _get(self, head_only: bool) -> None:
         self.hub.requests.append((self.command, self.path))
+        self.hub.user_agents.append(self.headers.get("User-Agent", ""))
         p, _ = self._route()
         if len(p) >= 5 and p[2] == "resolve":
             return self._resolve(f"{p[0]}/{p[1]}", p[3], "/".join(p[4:]), head_only)
@@ -186,6 +188,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- POST (uploads)
     def do_POST(self) -> None:
         self.hub.requests.append((self.command, self.path))
+        self.hub.user_agents.append(self.headers.get("User-Agent", ""))
         p, _ = self._route()
         body = self._body()
         if p == ["api", "repos", "create"]:

@@ -232,3 +232,22 @@ def test_branch_name_follows_new_pushes_while_pinned_commit_stays(server, hf_env
     assert _same_weights(plif_zoo.load(f"hf-hub:{REPO}@{first}"), plif_zoo.load(f"local-dir:{folder}"))
     assert len(server.requests) == before  # a cached commit needs no request
 
+
+
+def test_downloads_and_uploads_say_they_come_from_plif_zoo(server, hf_env, folder):
+    # library_name / library_version as timm passes them: the Hub counts downloads per library
+    info = plif_zoo.push_to_hub(folder, "someone/ua", token="test-token")
+    plif_zoo.load(f"hf-hub:someone/ua@{info.oid}")
+    assert server.user_agents and all(f"plif-zoo/{plif_zoo.__version__}" in ua for ua in server.user_agents)
+
+
+@pytest.mark.parametrize("good", ["plif-zoo/fashion-mnist-plif", "Org_1/x.y-z", "a/b"])
+def test_check_repo_id_accepts_org_slash_name(good):
+    assert hub.check_repo_id(good) == good
+
+
+@pytest.mark.parametrize("bad", ["no-namespace", "a/b/c", "org/na..me", "org--x/y", "org/name.git",
+                                 "-org/x", "org/ünïcode", "", None, "o/" + "x" * 97])
+def test_check_repo_id_rejects_what_the_hub_would(bad):
+    with pytest.raises(ValueError, match="invalid Hub repo id"):
+        hub.check_repo_id(bad)

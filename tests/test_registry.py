@@ -281,3 +281,45 @@ def test_registered_sha256_rejects_other_weights_in_the_folder(tmp_path, monkeyp
     with pytest.raises(ChecksumError, match="other weights than the registered ones"):
         plif_zoo.load("fashion-mnist-plif")
 
+
+
+# Each zoo module and the plif_zoo modules it may import: every edge points down the layers
+# errors < model_folder < {registry, hub} < factory < demo (issue 13).
+ZOO_LAYERS = {
+    "errors": set(),
+    "model_folder": {"_io", "errors", "networks"},
+    "registry": {"data", "errors", "model_folder", "networks"},
+    "hub": {"_io", "errors", "model_folder"},
+    "factory": {"errors", "hub", "model_folder", "networks", "registry"},
+    "demo": {"_io", "factory", "registry"},
+}
+
+
+def _plif_zoo_imports(tree) -> list[tuple[str, bool]]:
+    """(imported plif_zoo module, at module level?) for each import in a module's AST."""
+    import ast
+
+    top = {id(node) for node in tree.body}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            names = [node.module] if node.module else [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("plif_zoo"):
+            names = [node.module.partition(".")[2] or "__init__"]
+        elif isinstance(node, ast.Import):
+            names = [a.name.partition(".")[2] or "__init__" for a in node.names if a.name.startswith("plif_zoo")]
+        else:
+            continue
+        found += [(name.split(".")[0], id(node) in top) for name in names]
+    return found
+
+
+@pytest.mark.parametrize("module", sorted(ZOO_LAYERS))
+def test_zoo_modules_import_only_downward_and_at_module_level(module):
+    import ast
+    from pathlib import Path
+
+    source = Path(plif_zoo.__file__).with_name(f"{module}.py").read_text()
+    imports = _plif_zoo_imports(ast.parse(source))
+    assert all(top for _, top in imports), f"{module}: a plif_zoo import inside a function"
+    assert {name for name, _ in imports} <= ZOO_LAYERS[module]
