@@ -28,7 +28,6 @@ import datetime
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 
@@ -39,18 +38,7 @@ from spikingjelly.activation_based.model import parametric_lif_net
 
 import plif_zoo
 from plif_zoo import PLIFNode, backends, pooling
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
+from plif_zoo._io import cpu_name
 
 CLOCK = time.perf_counter  # or time.process_time (--clock cpu)
 
@@ -224,7 +212,7 @@ def main(argv=None) -> None:
     if not backends.get("cpu").available():
         sys.exit("the compiled cpu backend is unavailable: " + backends.get("cpu").why_unavailable())
     print(f"# plif-zoo CPU benchmark, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC")
-    print(f"# {cpu_model()}, {torch.get_num_threads()} threads, {args.clock} clock, torch {torch.__version__}, "
+    print(f"# {cpu_name()}, {torch.get_num_threads()} threads, {args.clock} clock, torch {torch.__version__}, "
           f"spikingjelly 2.0.0, python {platform.python_version()}")
     print(f"# command: python benchmarks/cpu.py {' '.join(sys.argv[1:] if argv is None else argv)}")
     print("# load average before the run (other processes share these cores): "

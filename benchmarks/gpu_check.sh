@@ -45,13 +45,13 @@ date -u
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv
 $PY - <<'PY'
 import cupy, spikingjelly, torch
-import plif_zoo.kernels as k
+import plif_zoo.cuda as k
 print("torch", torch.__version__, "cupy", cupy.__version__, "spikingjelly", spikingjelly.__file__)
 print("cupy backend available:", k.available(), k.why_unavailable())
 PY
 
 echo "== compile-only (NVRTC) =="
-$PY -m plif_zoo.kernels --compile-only --arch sm_90 | tail -n 3
+$PY -m plif_zoo.cuda --compile-only --arch sm_90 | tail -n 3
 
 echo "== GPU tests =="
 timeout 180 $PY -m pytest -q -p no:cacheprovider tests/test_kernels_gpu.py tests/test_kernels_compile.py \

@@ -1,19 +1,32 @@
-"""Backend names and their selection: ``torch`` (the reference), ``cpu`` (compiled), ``cupy`` (CUDA).
+"""Backend names and the one decision "kernel or torch reference".
 
-A backend module provides ``available() -> bool``, ``why_unavailable() -> str``,
-``supports(cfg) -> bool`` (can it run this neuron configuration, e.g. this surrogate) and
-the functions the layers call (``neuron_multi_step``, ``max_pool_multi_step``).
+``torch`` is the readable reference, ``cpu`` the compiled C++ kernels (:mod:`plif_zoo.cpu`),
+``cupy`` the CUDA kernels (:mod:`plif_zoo.cuda`), ``auto`` the fastest one available for the
+tensor's device. A backend module provides ``available()``, ``why_unavailable()``,
+``supports(cfg)`` (this surrogate?), the pure predicates ``supports_neuron(x, cfg)`` and
+``supports_pool(x, kernel, stride)`` (dtype, shape, window...), and the kernels
+``neuron_multi_step`` / ``max_pool_multi_step``. :func:`resolve` alone sends what a kernel does
+not take to the reference; the layers (``neurons``, ``pooling``) only follow its answer.
+
+The backend modules are imported here, not by name at run time, so that ``torch.compile`` can
+trace the decision (their imports are light: the kernels are built at first use).
 """
 
 from __future__ import annotations
 
-import importlib
+import warnings
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import torch
 
+from . import cpu, cuda
+
+if TYPE_CHECKING:
+    from .neurons import NeuronConfig
+
 NAMES = ("auto", "torch", "cpu", "cupy")
-_MODULES = {"cpu": "plif_zoo.cpu", "cupy": "plif_zoo.kernels"}
+_MODULES: dict[str, ModuleType] = {"cpu": cpu, "cupy": cuda}
 
 
 def check_name(backend: str) -> str:
@@ -24,55 +37,79 @@ def check_name(backend: str) -> str:
 
 
 def get(name: str) -> ModuleType:
-    """The module implementing a non-reference backend."""
-    return importlib.import_module(_MODULES[name])
+    """The module implementing a non-reference backend ("cpu" or "cupy")."""
+    return _MODULES[name]
 
 
-def _available(name: str) -> bool:
-    try:
-        return get(name).available()
-    except ImportError:
-        return False
+def resolve(
+    backend: str,
+    x: torch.Tensor,
+    cfg: NeuronConfig | None = None,
+    pool: tuple[tuple[int, int], tuple[int, int]] | None = None,
+) -> str:
+    """The backend that runs this call: a kernel backend's name, or "torch" for the reference.
 
-
-def resolve(backend: str, x: torch.Tensor, cfg=None) -> str:
-    """Pick the backend for tensor ``x``: ``auto`` means cupy on CUDA, compiled cpu on CPU.
-
-    ``cfg`` is the neuron's NeuronConfig (None for pooling); ``auto`` falls back to the
-    torch reference when the fast backend does not support it (e.g. an exotic surrogate).
+    ``auto`` means cupy on CUDA, compiled cpu on CPU, when available. ``cfg`` is the neuron's
+    NeuronConfig, ``pool`` the max-pool's (kernel, stride). An explicitly chosen backend that
+    cannot run here at all (wrong device, not installed, surrogate without a kernel) is an
+    error; an input that its kernels do not take (a dtype, an empty tensor, a window over 256
+    elements, overlapping windows) falls back to the reference, as under ``auto``.
     """
     check_name(backend)
-    if backend == "auto":
-        preferred = "cupy" if x.is_cuda else "cpu"
-        if _available(preferred) and (cfg is None or get(preferred).supports(cfg)):
-            return preferred
+    if backend == "torch":
         return "torch"
-    if backend == "cupy":
-        if not x.is_cuda:
-            raise ValueError(
-                f"backend='cupy' needs CUDA tensors, got a tensor on {x.device}; move the model "
-                f"and input with .cuda() or use backend='auto'"
-            )
-        if not _available("cupy"):
-            raise ValueError(
-                "backend='cupy' is not available: " + _why("cupy")
-                + "; install it with `pip install plif-zoo[cuda]` or use backend='auto'"
-            )
-    if backend == "cpu":
-        if x.is_cuda:
-            raise ValueError("backend='cpu' needs CPU tensors; use backend='auto' or 'cupy' on CUDA")
-        if not _available("cpu"):
-            raise ValueError("backend='cpu' is not available: " + _why("cpu"))
-    if backend != "torch" and cfg is not None and not get(backend).supports(cfg):
+    if backend == "auto":
+        name = "cupy" if x.is_cuda else "cpu"
+        if not _MODULES[name].available() or (cfg is not None and not _MODULES[name].supports(cfg)):
+            return "torch"
+    else:
+        name = backend
+        _check_explicit(name, x, cfg)
+    module = _MODULES[name]
+    if cfg is not None and not module.supports_neuron(x, cfg):
+        return "torch"
+    if pool is not None and not module.supports_pool(x, *pool):
+        return "torch"
+    return name
+
+
+def _check_explicit(name: str, x: torch.Tensor, cfg: NeuronConfig | None) -> None:
+    """Errors that say why an explicitly chosen backend cannot run here, and what to do."""
+    module = _MODULES[name]
+    if name == "cupy" and not x.is_cuda:
         raise ValueError(
-            f"backend={backend!r} does not support surrogate "
+            f"backend='cupy' needs CUDA tensors, got a tensor on {x.device}; move the model "
+            f"and input with .cuda() or use backend='auto'"
+        )
+    if name == "cpu" and x.is_cuda:
+        raise ValueError("backend='cpu' needs CPU tensors; use backend='auto' or 'cupy' on CUDA")
+    if not module.available():
+        hint = "; install it with `pip install plif-zoo[cuda]` or use backend='auto'" if name == "cupy" else ""
+        raise ValueError(f"backend={name!r} is not available: {module.why_unavailable()}{hint}")
+    if cfg is not None and not module.supports(cfg):
+        raise ValueError(
+            f"backend={name!r} does not support surrogate "
             f"{type(cfg.surrogate_function).__name__}; use backend='torch' or 'auto'"
         )
-    return backend
 
 
-def _why(name: str) -> str:
-    try:
-        return get(name).why_unavailable()
-    except ImportError as err:
-        return str(err)
+def set_backend(net: torch.nn.Module, backend: str, instance: type | tuple[type, ...] = torch.nn.Module) -> None:
+    """Set ``backend`` on every module of ``net`` (of type ``instance``) that lists it in its
+    ``supported_backends``: SpikingJelly's protocol, so mixed networks work.
+
+    Modules without ``supported_backends`` are left alone; modules that do not support this
+    backend keep theirs, with a warning (as ``spikingjelly...functional.set_backend`` does in
+    the SpikingJelly versions that have it; 2.0.0 does not).
+    """
+    for module in net.modules():
+        supported = getattr(module, "supported_backends", None)
+        if not isinstance(module, instance) or supported is None:
+            continue
+        if backend in supported:
+            module.backend = backend
+        else:
+            warnings.warn(
+                f"{type(module).__name__} supports backends {tuple(supported)}, not {backend!r}; "
+                f"it keeps backend={getattr(module, 'backend', None)!r}",
+                stacklevel=2,
+            )

@@ -23,6 +23,7 @@ import torch
 from spikingjelly.activation_based import functional, layer, surrogate
 from torch import nn
 
+from . import backends
 from .neurons import LIFNode, PLIFNode
 from .pooling import SpikeAvgPool2d, SpikeMaxPool2d
 
@@ -291,12 +292,7 @@ class SpikingConvNet(nn.Module):
 
     def set_backend(self, backend: str) -> SpikingConvNet:
         """Select the kernel backend ("auto", "torch", "cpu", "cupy") of every neuron and pooling."""
-        from . import backends
-
-        backends.check_name(backend)
-        for m in self.modules():
-            if isinstance(m, (PLIFNode, LIFNode, SpikeMaxPool2d, SpikeAvgPool2d)):
-                m.backend = backend
+        backends.set_backend(self, backends.check_name(backend))
         return self
 
     def _check_input(self, x: torch.Tensor) -> None:

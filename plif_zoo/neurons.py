@@ -148,14 +148,17 @@ def multi_step(
     name = backends.resolve(backend, x_seq, cfg)
     compute = torch.promote_types(x_seq.dtype, torch.float32)
     k = k.to(device=x_seq.device, dtype=compute)
-    if name == "torch":
-        s_seq, v = _TorchMultiStep.apply(x_seq.to(compute), v_init.to(compute), k, cfg)
-        return s_seq.to(x_seq.dtype), v
-    return backends.get(name).neuron_multi_step(x_seq, v_init, k, cfg)
+    if name != "torch":
+        return backends.get(name).neuron_multi_step(x_seq, v_init, k, cfg)
+    s_seq, v = _TorchMultiStep.apply(x_seq.to(compute), v_init.to(compute), k, cfg)
+    return s_seq.to(x_seq.dtype), v
 
 
 class _LeakyNode(neuron.BaseNode):
     """Shared machinery of PLIFNode and LIFNode: state, step modes, backend dispatch."""
+
+    # SpikingJelly's protocol: set_backend(net, name) sets the nodes that list the name
+    supported_backends = backends.NAMES
 
     def __init__(
         self,

@@ -17,8 +17,12 @@ from . import backends
 __all__ = ["SpikeMaxPool2d", "SpikeAvgPool2d", "max_pool_multi_step"]
 
 
-def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else tuple(v)
+def _pair(v: int | tuple[int, int], name: str = "kernel_size") -> tuple[int, int]:
+    """An int or a pair -> a pair of positive ints (h, w)."""
+    pair = (v, v) if isinstance(v, int) else tuple(v)
+    if len(pair) != 2 or not all(isinstance(p, int) and not isinstance(p, bool) and p > 0 for p in pair):
+        raise ValueError(f"{name} must be a positive int or a pair of them, got {v!r}")
+    return pair
 
 
 def _windows(x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
@@ -58,7 +62,8 @@ def max_pool_multi_step(
     x_seq: torch.Tensor, kernel_size: tuple[int, int], stride: tuple[int, int], backend: str = "auto"
 ) -> torch.Tensor:
     """Max-pool ``x_seq: [T, N, C, H, W]`` (or any [M, C, H, W]) -> [T, N, C, Ho, Wo]."""
-    name = backends.resolve(backend, x_seq)
+    kernel_size, stride = _pair(kernel_size), _pair(stride, "stride")
+    name = backends.resolve(backend, x_seq, pool=(kernel_size, stride))
     if name != "torch":
         return backends.get(name).max_pool_multi_step(x_seq, kernel_size, stride)
     flat = x_seq.flatten(0, x_seq.dim() - 4)
@@ -70,10 +75,11 @@ def max_pool_multi_step(
 
 
 class _SpikePool2d(torch.nn.Module, base.StepModule):
+    supported_backends = backends.NAMES  # SpikingJelly's protocol, see backends.set_backend
     def __init__(self, kernel_size, stride, step_mode: str, backend: str):
         super().__init__()
         self.kernel_size = _pair(kernel_size)
-        self.stride = _pair(self.kernel_size if stride is None else stride)
+        self.stride = _pair(self.kernel_size if stride is None else stride, "stride")
         if step_mode not in ("s", "m"):
             raise ValueError(f"step_mode must be 's' or 'm', got {step_mode!r}")
         self.step_mode = step_mode

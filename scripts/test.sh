@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
 ruff check plif_zoo tests benchmarks examples
-if [ -f plif_zoo/kernels/__main__.py ]; then
-  python -m plif_zoo.kernels --compile-only --arch sm_80 --arch sm_90
+if [ -f plif_zoo/cuda/__main__.py ]; then
+  python -m plif_zoo.cuda --compile-only --arch sm_80 --arch sm_90
 fi
 python -m pytest -q "$@"

@@ -115,7 +115,7 @@ extern "C" int host_max_pool(int dtype, int backward_pass, int k2, const void* a
 }
 
 // ---- launch emulation: the kernels' exact argument lists plus (grid, block) ---------------------
-// plif_zoo/kernels/ops.py's launchers run against these in tests/test_kernels_compile.py, so
+// plif_zoo/cuda/ops.py's launchers run against these in tests/test_kernels_compile.py, so
 // their argument order, grid sizes, variant choice and reduction plumbing are checked too.
 // Returns 2 when the launch configuration would be wrong on the GPU.
 

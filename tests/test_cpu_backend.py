@@ -1,6 +1,6 @@
 """The compiled CPU backend (plif_zoo.cpu) against the torch reference.
 
-These tests also prove, on the CPU, the per-neuron math of ``plif_zoo/kernels/neuron_math.h``
+These tests also prove, on the CPU, the per-neuron math of ``plif_zoo/csrc/neuron_math.h``
 that the CuPy kernels compile (issue 3): the CPU backend is that header plus plain loops, so
 identical spikes and matching gradients here pin the header's charge, fire, reset, surrogates
 and backward recurrence to the reference in ``plif_zoo/neurons.py``.
@@ -450,7 +450,7 @@ def test_concurrent_builds_leave_one_complete_library(tmp_path, monkeypatch):
     for t in workers:
         t.join()
     assert not errors and len(set(paths)) == 1
-    assert [p.name for p in cache.iterdir()] == [paths[0].name]  # no temporary leftovers
+    assert [p.name for p in (cache / "cpu").iterdir()] == [paths[0].name]  # no temporary leftovers
     assert ctypes.CDLL(str(paths[0])).plif_tiny() == 7
 
 
@@ -459,7 +459,7 @@ def test_compiler_failure_is_reported(tmp_path, monkeypatch):
     monkeypatch.setenv("PLIF_ZOO_CXX", "false")
     with pytest.raises(_build.BuildError, match="failed to compile"):
         _build._build()
-    assert list(tmp_path.iterdir()) == []
+    assert list((tmp_path / "cpu").iterdir()) == []
 
 
 def test_missing_compiler_warns_once_and_falls_back_to_torch(tmp_path):
@@ -495,3 +495,56 @@ def test_missing_compiler_warns_once_and_falls_back_to_torch(tmp_path):
     assert "no-such-g++" in warning_lines[0] and "torch reference" in warning_lines[0]
     assert "ERR backend='cpu' is not available" in done.stdout and "PLIF_ZOO_CXX" in done.stdout
     assert "RUNTIME the compiled CPU backend is unavailable" in done.stdout
+
+
+# ---- one decision, one list of surrogate ids ----------------------------------------------
+
+
+def test_windows_over_256_fall_back_to_torch_instead_of_raising():
+    x = _spikes((2, 1, 2, 17, 17), seed=3).requires_grad_(True)
+    assert not cpu.supports_pool(x, (17, 17), (17, 17))
+    assert backends.resolve("cpu", x, pool=((17, 17), (17, 17))) == "torch"
+    y = pooling.max_pool_multi_step(x, (17, 17), (17, 17), backend="cpu")
+    y_ref = pooling.max_pool_multi_step(x, (17, 17), (17, 17), backend="torch")
+    assert torch.equal(y, y_ref) and y.shape == (2, 1, 2, 1, 1)
+
+
+def test_backend_predicates_are_pure_and_say_what_the_kernels_take():
+    cfg = _cfg()
+    assert cpu.supports_neuron(torch.zeros(2, 3), cfg)
+    assert not cpu.supports_neuron(torch.zeros(3), cfg)  # not [T, N, *]
+    assert not cpu.supports_neuron(torch.zeros(2, 3, dtype=torch.complex64), cfg)
+    assert cpu.supports_pool(torch.zeros(1, 4, 4), (2, 2), (2, 2))
+    assert not cpu.supports_pool(torch.zeros(1, 1, 1), (2, 2), (2, 2))  # window larger than input
+
+
+def test_backends_never_import_the_layers():
+    import ast
+    import pathlib
+
+    root = pathlib.Path(cpu.__file__).parent.parent
+    for path in [*root.glob("cpu/*.py"), *root.glob("cuda/*.py")]:
+        tree = ast.parse(path.read_text())
+        typing_only = {
+            id(n) for block in ast.walk(tree)
+            if isinstance(block, ast.If) and getattr(block.test, "id", "") == "TYPE_CHECKING"
+            for n in ast.walk(block)
+        }
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and id(node) not in typing_only:
+                top = (node.module or "").split(".")[0]
+                assert top not in ("neurons", "pooling"), f"{path.name} imports {node.module}"
+
+
+def test_surrogate_ids_come_only_from_kernel_spec(tmp_path):
+    from plif_zoo._kernel_spec import SURROGATE_IDS, c_defines
+
+    header = _build.HEADERS[0]
+    assert "#define PLIF_SG_" not in header.read_text()
+    assert [d.split("=")[1] for d in c_defines()] == [str(i) for i in sorted(SURROGATE_IDS.values())]
+    src = tmp_path / "probe.cpp"
+    src.write_text('#include "neuron_math.h"\nint probe() { return PLIF_SG_ERF; }\n')
+    base = [_build.compiler(), "-fsyntax-only", "-I", str(header.parent), str(src)]
+    without = subprocess.run(base, capture_output=True, text=True)
+    assert without.returncode != 0 and "PLIF_SG_" in without.stderr
+    assert subprocess.run([*base, *c_defines()], capture_output=True).returncode == 0

@@ -15,10 +15,11 @@ import torch
 import torch.nn.functional as F
 from spikingjelly.activation_based import surrogate
 
-from plif_zoo import PLIFNode, SpikeMaxPool2d, kernels
-from plif_zoo.kernels import __main__ as compile_tool
-from plif_zoo.kernels import build, ops
-from plif_zoo.kernels.spec import surrogate_spec
+from plif_zoo import PLIFNode, SpikeMaxPool2d
+from plif_zoo import cuda as kernels
+from plif_zoo._kernel_spec import c_defines, surrogate_spec
+from plif_zoo.cuda import __main__ as compile_tool
+from plif_zoo.cuda import build, ops
 from plif_zoo.neurons import NeuronConfig, multi_step
 
 HARNESS = Path(__file__).with_name("kernel_host_harness.cu")
@@ -39,7 +40,7 @@ def test_compile_only_builds_and_reports_every_variant(capsys):
 def test_every_dtype_and_kind_has_a_variant():
     names = [n for s in build.sources() for n in build.entry_names(s)]
     for kind in ("neuron_forward", "neuron_backward", "max_pool_forward", "max_pool_backward"):
-        for dtype in build.DTYPE_NAMES:
+        for dtype in build.DTYPE_NAMES.values():
             assert any(n.startswith(f"{kind}_{dtype}_") for n in names)
 
 
@@ -108,8 +109,8 @@ def test_nvrtc_writes_no_shared_python_bytes():
 def test_cubin_cache_is_written_once_and_reused(tmp_path, monkeypatch):
     monkeypatch.setenv("PLIF_ZOO_CACHE", str(tmp_path))
     path = build.cached_cubin("max_pool.cu", "sm_80")
-    assert path.parent == tmp_path and path.stat().st_size > 0
-    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary left behind
+    assert path.parent == tmp_path / "cuda" and path.stat().st_size > 0  # one layout: _io.cache_dir
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left behind
     stamp = path.stat().st_mtime_ns
     assert build.cached_cubin("max_pool.cu", "sm_80") == path
     assert path.stat().st_mtime_ns == stamp
@@ -146,7 +147,7 @@ def harness(tmp_path_factory):
     lib = tmp_path_factory.mktemp("harness") / f"harness-{digest}.so"
     subprocess.run(
         [nvcc, "-x", "cu", "-shared", "-Xcompiler", "-fPIC", "-Xcompiler", "-ffp-contract=off",
-         "-O1", "-arch=sm_80", "--fmad=false", f"-I{build.KERNEL_DIR}", "-o", str(lib), str(HARNESS)],
+         "-O1", "-arch=sm_80", "--fmad=false", f"-I{build.KERNEL_DIR}", f"-I{build.CSRC_DIR}", *c_defines(), "-o", str(lib), str(HARNESS)],
         check=True, capture_output=True,
     )
     dll = ctypes.CDLL(str(lib))

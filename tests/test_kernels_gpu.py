@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from spikingjelly.activation_based import functional, surrogate
 
-from plif_zoo import LIFNode, PLIFNode, SpikeMaxPool2d, kernels
+from plif_zoo import LIFNode, PLIFNode, SpikeMaxPool2d
+from plif_zoo import cuda as kernels
 from plif_zoo.neurons import NeuronConfig, multi_step
 from plif_zoo.pooling import max_pool_multi_step
 

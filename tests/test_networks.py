@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from spikingjelly.activation_based import layer
+from spikingjelly.activation_based import functional, layer
 from torch import nn
 
 from plif_zoo import LIFNode, PLIFNode, create_model
@@ -304,3 +304,31 @@ def test_event_forward_equals_the_authors_per_frame_loop():
             counter = counter + F.avg_pool1d(s.unsqueeze(1), 10, 10).squeeze(1)
     assert ours.sum() > 0
     torch.testing.assert_close(ours, counter / 3, rtol=0, atol=1e-6)
+
+
+def test_set_backend_follows_spikingjelly_protocol_on_mixed_networks():
+    from spikingjelly.activation_based import neuron as sj_neuron
+
+    from plif_zoo import LIFNode, PLIFNode, SpikeAvgPool2d, SpikeMaxPool2d, backends
+
+    net = nn.Sequential(
+        layer.Conv2d(1, 2, 3, step_mode="m"), PLIFNode(backend="torch"), SpikeMaxPool2d(2, backend="torch"),
+        sj_neuron.ParametricLIFNode(step_mode="m"), LIFNode(backend="torch"), SpikeAvgPool2d(2, backend="torch"),
+    )
+    ours = [net[1], net[2], net[4], net[5]]
+    assert all(set(m.supported_backends) >= {"torch", "cpu", "cupy", "auto"} for m in ours)
+    backends.set_backend(net, "cpu")
+    assert {m.backend for m in ours} == {"cpu"}
+    backends.set_backend(net, "torch", instance=(PLIFNode,))
+    assert [m.backend for m in ours] == ["torch", "cpu", "cpu", "cpu"]
+    sj_set_backend = getattr(functional, "set_backend", None)
+    if sj_set_backend is not None:  # SpikingJelly versions that have it (2.0.0 does not)
+        sj_set_backend(net, "auto")
+        assert {m.backend for m in ours} == {"auto"}
+
+
+def test_set_backend_on_a_zoo_model_uses_the_protocol():
+    model = create_model("fashion-mnist-plif", backend="torch")
+    layers = [m for m in model.modules() if hasattr(m, "supported_backends")]
+    assert model.set_backend("cpu") is model
+    assert layers and {m.backend for m in layers} == {"cpu"}

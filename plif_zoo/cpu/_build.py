@@ -1,8 +1,9 @@
 """Compile the CPU kernels once per machine with a C++ compiler and load them with ctypes.
 
-The shared library is cached under ``$PLIF_ZOO_CACHE`` (default ``~/.cache/plif_zoo``), named
-by a hash of the sources, the flags, the compiler's version and the CPU, and written under a
-temporary name then renamed, so concurrent processes never load a half-written file.
+The shared library is cached in ``_io.cache_dir("cpu")`` (``$PLIF_ZOO_CACHE/cpu``, default
+``~/.cache/plif_zoo/cpu``), named by a hash of the sources, the flags, the compiler's version and
+the CPU, and written through ``_io.atomic_write``, so concurrent processes never load a
+half-written file.
 ``$PLIF_ZOO_CXX`` picks the compiler (default ``g++``).
 """
 
@@ -14,21 +15,30 @@ import os
 import platform
 import shutil
 import subprocess
-import tempfile
 import threading
 from pathlib import Path
 
+import torch
+
+from .._io import atomic_write, cache_dir, cpu_fingerprint
+from .._kernel_spec import c_defines
+
 _HERE = Path(__file__).resolve().parent
 SOURCES = (_HERE / "neuron.cpp", _HERE / "pool.cpp")
-HEADERS = (_HERE.parent / "kernels" / "neuron_math.h",)
+CSRC_DIR = _HERE.parent / "csrc"  # neuron_math.h, shared with the CUDA backend
+HEADERS = (CSRC_DIR / "neuron_math.h",)
 # No -ffast-math and no fp contraction: the kernels must round exactly like torch does.
 # -fno-trapping-math changes no result; it lets gcc vectorise the selects of the reset.
 FLAGS = (
     "-O3", "-std=c++17", "-fopenmp", "-shared", "-fPIC", "-ffp-contract=off", "-fno-trapping-math",
+    *c_defines(),
 )
 # Tried first: code for this CPU's vector units (30% faster here). The cache key then includes
 # the CPU's model and feature flags, so a home folder shared by different machines is safe.
 NATIVE_FLAGS = ("-march=native",)
+
+# the dtypes the library is compiled for, and their suffix in the exported names
+SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 
 _lock = threading.Lock()
 _state: dict[str, object] = {}  # "lib" (ctypes.CDLL) or "error" (str), set once
@@ -40,13 +50,6 @@ class BuildError(RuntimeError):
 
 def compiler() -> str:
     return os.environ.get("PLIF_ZOO_CXX", "g++")
-
-
-def cache_dir() -> Path:
-    if os.environ.get("PLIF_ZOO_CACHE"):
-        return Path(os.environ["PLIF_ZOO_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "plif_zoo"
 
 
 def library() -> ctypes.CDLL | None:
@@ -85,50 +88,36 @@ def _build() -> Path:
         )
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
     digest = hashlib.sha256()
-    for part in (cxx, version, platform.machine(), _cpu_fingerprint(), " ".join(FLAGS + NATIVE_FLAGS)):
+    for part in (cxx, version, platform.machine(), cpu_fingerprint(), " ".join(FLAGS + NATIVE_FLAGS)):
         digest.update(part.encode() + b"\0")
     for path in SOURCES + HEADERS:
         digest.update(path.read_bytes() + b"\0")
-    out_dir = cache_dir()
+    out_dir = cache_dir("cpu")
     target = out_dir / f"plif_zoo_cpu_{digest.hexdigest()[:20]}.so"
     if target.exists():
         return target
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=target.stem + ".", suffix=".tmp", dir=out_dir)
-        os.close(fd)
     except OSError as err:
         raise BuildError(
             f"cannot write the compiled kernels to {out_dir} ({err}); set PLIF_ZOO_CACHE "
             f"to a writable folder"
         ) from err
-    try:
-        for extra in (NATIVE_FLAGS, ()):
-            cmd = [cxx, *FLAGS, *extra, "-I", str(HEADERS[0].parent), *map(str, SOURCES), "-o", tmp]
-            try:
-                done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-            except subprocess.TimeoutExpired as err:
-                raise BuildError(f"{Path(cxx).name} took over 10 minutes; gave up") from err
-            if done.returncode == 0:
-                break
-        else:
-            tail = " | ".join(done.stderr.strip().splitlines()[-3:])
-            raise BuildError(f"{Path(cxx).name} failed to compile the CPU kernels: {tail}")
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
+    return atomic_write(target, lambda tmp: _compile(cxx, tmp))
 
 
-def _cpu_fingerprint() -> str:
-    """What -march=native depends on: the CPU model and feature flags."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            keys = ("model name", "flags", "Features", "CPU part")
-            return "".join(sorted({line for line in f if line.startswith(keys)}))
-    except OSError:
-        return platform.processor()
+def _compile(cxx: str, out: Path) -> None:
+    """Compile SOURCES into the shared library ``out``: native code first, portable if that fails."""
+    for extra in (NATIVE_FLAGS, ()):
+        cmd = [cxx, *FLAGS, *extra, "-I", str(CSRC_DIR), *map(str, SOURCES), "-o", str(out)]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        except subprocess.TimeoutExpired as err:
+            raise BuildError(f"{Path(cxx).name} took over 10 minutes; gave up") from err
+        if done.returncode == 0:
+            return
+    tail = " | ".join(done.stderr.strip().splitlines()[-3:])
+    raise BuildError(f"{Path(cxx).name} failed to compile the CPU kernels: {tail}")
 
 
 def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:

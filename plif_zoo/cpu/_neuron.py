@@ -1,16 +1,18 @@
-"""The compiled multi-step PLIF/LIF as an autograd Function (math: kernels/neuron_math.h)."""
+"""The compiled multi-step PLIF/LIF as an autograd Function (math: csrc/neuron_math.h)."""
 
 from __future__ import annotations
 
 import ctypes
+from typing import TYPE_CHECKING
 
 import torch
 
-from ..kernels.spec import surrogate_spec
-from ..neurons import NeuronConfig
+from .._kernel_spec import surrogate_spec
 from . import _build, _memory
+from ._build import SUFFIX
 
-_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+if TYPE_CHECKING:
+    from ..neurons import NeuronConfig
 
 
 def _ptr(t: torch.Tensor | None) -> int | None:
@@ -35,7 +37,7 @@ def _forward(x: torch.Tensor, v_init: torch.Tensor, k: float, cfg: NeuronConfig,
     v_seq = _memory.empty((steps, n), x.dtype) if cfg.store_v_seq else None
     v_last = torch.empty_like(v_init)
     hard = cfg.v_reset is not None
-    getattr(_build.require(), f"plif_forward_{_SUFFIX[x.dtype]}")(
+    getattr(_build.require(), f"plif_forward_{SUFFIX[x.dtype]}")(
         x.data_ptr(), n if x.dim() == 2 else 0, v_init.data_ptr(), k, s.data_ptr(), _ptr(v_seq),
         v_last.data_ptr(),
         steps, n, cfg.v_threshold, cfg.v_reset if hard else 0.0, int(hard), int(cfg.decay_input),
@@ -73,7 +75,7 @@ class CompiledMultiStep(torch.autograd.Function):
         grad_k = ctypes.c_double()
         sg_id, alpha = _spec(cfg)
         hard = cfg.v_reset is not None
-        status = getattr(_build.require(), f"plif_backward_{_SUFFIX[x.dtype]}")(
+        status = getattr(_build.require(), f"plif_backward_{SUFFIX[x.dtype]}")(
             x.data_ptr(), n if x.dim() == 2 else 0, v_init.data_ptr(), k.item(), _ptr(grad_s),
             _ptr(grad_v) if cfg.store_v_seq else None,
             None if cfg.store_v_seq else _ptr(grad_v),
@@ -130,7 +132,7 @@ def neuron_multi_step(
     if x_seq.dim() < 2:
         raise ValueError(f"x_seq must be [T, N, *], got shape {tuple(x_seq.shape)}")
     compute = torch.promote_types(x_seq.dtype, torch.float32)
-    if compute not in _SUFFIX:
+    if compute not in SUFFIX:
         raise TypeError(f"backend='cpu' needs real floating-point input, got {x_seq.dtype}")
     if k.numel() != 1:
         raise ValueError(f"k must be a 0-dim decay factor, got shape {tuple(k.shape)}")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 
 from . import _build, _memory
+from ._build import SUFFIX
 
-_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+MAX_WINDOW = 256  # pool.cpp keeps the window position in a uint8
 
 
 class CompiledMaxPool(torch.autograd.Function):
@@ -37,7 +38,7 @@ class CompiledMaxPool(torch.autograd.Function):
 
 def _kernel(direction: str, shape: torch.Size, dtype: torch.dtype):
     layout = "_nhwc" if len(shape) == 4 else ""
-    return getattr(_build.require(), f"plif_pool_{direction}{layout}_{_SUFFIX[dtype]}")
+    return getattr(_build.require(), f"plif_pool_{direction}{layout}_{SUFFIX[dtype]}")
 
 
 def _pool_forward(x: torch.Tensor, kernel, stride, keep_arg: bool):
@@ -53,34 +54,29 @@ def _pool_forward(x: torch.Tensor, kernel, stride, keep_arg: bool):
     return y, arg
 
 
-def _pair(v, name: str) -> tuple[int, int]:
-    pair = (v, v) if isinstance(v, int) else tuple(v)
-    if len(pair) != 2 or not all(isinstance(p, int) and p > 0 for p in pair):
-        raise ValueError(f"{name} must be a positive int or a pair of them, got {v!r}")
-    return pair
-
-
-def max_pool_multi_step(x_seq: torch.Tensor, kernel_size, stride) -> torch.Tensor:
+def max_pool_multi_step(
+    x_seq: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int]
+) -> torch.Tensor:
     """Max-pool ``x_seq: [..., C, H, W]`` (e.g. [T, N, C, H, W]) -> [..., C, Ho, Wo], floor mode.
 
-    The gradient goes to the first maximal element of each window, as in nn.MaxPool2d.
-    Channels-last input stays channels-last (no copy).
+    ``kernel`` and ``stride`` are (h, w) pairs (``pooling`` normalises them). The gradient goes
+    to the first maximal element of each window, as in nn.MaxPool2d. Channels-last input stays
+    channels-last (no copy).
     """
-    kernel, stride = _pair(kernel_size, "kernel_size"), _pair(stride, "stride")
     if x_seq.device.type != "cpu":
         raise ValueError(f"backend='cpu' needs CPU tensors, got {x_seq.device}; use backend='auto'")
     if x_seq.dim() < 3:
         raise ValueError(f"max-pooling needs [..., H, W] input, got shape {tuple(x_seq.shape)}")
-    if kernel[0] * kernel[1] > 256:
+    if kernel[0] * kernel[1] > MAX_WINDOW:
         raise ValueError(
-            f"backend='cpu' max-pools windows of at most 256 elements, got kernel_size {kernel}; "
-            f"use backend='torch'"
+            f"the cpu max-pool kernel takes windows of at most {MAX_WINDOW} elements, got "
+            f"kernel_size {kernel}; plif_zoo.pooling.max_pool_multi_step falls back to torch"
         )
     h, w = x_seq.shape[-2:]
     if h < kernel[0] or w < kernel[1]:
         raise ValueError(f"input {h}x{w} is smaller than the pooling window {kernel}")
     compute = torch.promote_types(x_seq.dtype, torch.float32)
-    if compute not in _SUFFIX:
+    if compute not in SUFFIX:
         raise TypeError(f"backend='cpu' needs real floating-point input, got {x_seq.dtype}")
     # channels-last input ([..., C, H, W] laid out as [..., H, W, C]) is pooled in place
     channels_last = not x_seq.is_contiguous() and x_seq.movedim(-3, -1).is_contiguous()

@@ -1,4 +1,4 @@
-"""``python -m plif_zoo.kernels --compile-only --arch sm_80 --arch sm_90``.
+"""``python -m plif_zoo.cuda --compile-only --arch sm_80 --arch sm_90``.
 
 Compiles every kernel variant with NVRTC (no GPU or driver needed) and prints one line per
 variant with its registers and spill bytes. Exits nonzero when a source does not compile
@@ -47,7 +47,7 @@ def compile_all(archs: list[str], out=None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m plif_zoo.kernels", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m plif_zoo.cuda", description=__doc__.split("\n\n")[0])
     parser.add_argument("--compile-only", action="store_true", required=True,
                         help="compile every kernel variant with NVRTC; needs no GPU")
     parser.add_argument("--arch", action="append", default=None,

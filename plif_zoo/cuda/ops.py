@@ -19,7 +19,6 @@ from . import build
 NEURON_BLOCK = 256  # neuron.cu's kNeuronBlock
 REDUCE_BLOCK = 1024  # neuron.cu's kReduceBlock
 POOL_BLOCK = 256
-DTYPE_NAMES = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
 
 _modules: dict[tuple[int, str], object] = {}
 _functions: dict[tuple[int, str], object] = {}
@@ -110,7 +109,7 @@ class NeuronFunction(torch.autograd.Function):
         vec = _vec(neurons, x.dtype, [x, s_seq], [v0, h_seq, v_out])
         grid = math.ceil(neurons // vec / NEURON_BLOCK)
         _launch(
-            x.device, "neuron.cu", build.entry_name("neuron_forward", DTYPE_NAMES[x.dtype], f"v{vec}"),
+            x.device, "neuron.cu", build.entry_name("neuron_forward", build.DTYPE_NAMES[x.dtype], f"v{vec}"),
             grid, NEURON_BLOCK,
             (_ptr(x), _ptr(v0), _ptr(k32), _ptr(s_seq), _ptr(h_seq), _ptr(v_out),
              np.int64(neurons), np.int32(steps), *_neuron_scalars(cfg, spec)),
@@ -138,7 +137,7 @@ class NeuronFunction(torch.autograd.Function):
             partials = torch.empty(grid, device=h_seq.device, dtype=torch.float32)
         _launch(
             h_seq.device, "neuron.cu",
-            build.entry_name("neuron_backward", DTYPE_NAMES[ctx.x_dtype], f"v{vec}"),
+            build.entry_name("neuron_backward", build.DTYPE_NAMES[ctx.x_dtype], f"v{vec}"),
             grid, NEURON_BLOCK,
             (_ptr(gs), _ptr(gv), _ptr(h_seq), _ptr(v0), _ptr(k32), _ptr(grad_x), _ptr(grad_v0),
              _ptr(partials), np.int64(neurons), np.int32(steps), *_neuron_scalars(cfg, ctx.spec)),
@@ -187,7 +186,7 @@ def _launch_pool(kind: str, x: torch.Tensor, pointers: tuple, outputs: int, kern
     H, W = x.shape[-2:]
     variant = "k2" if _pool_k2(kernel, W, x) else "any"
     _launch(
-        x.device, "max_pool.cu", build.entry_name(f"max_pool_{kind}", DTYPE_NAMES[x.dtype], variant),
+        x.device, "max_pool.cu", build.entry_name(f"max_pool_{kind}", build.DTYPE_NAMES[x.dtype], variant),
         _pool_grid(outputs), POOL_BLOCK,
         (*map(_ptr, pointers), np.int64(outputs), np.int32(H), np.int32(W),
          np.int32(H // kh), np.int32(W // kw), np.int32(kh), np.int32(kw)),

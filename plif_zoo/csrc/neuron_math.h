@@ -1,5 +1,5 @@
 /* neuron_math.h -- per-neuron PLIF/LIF math (paper eqs. 2-17), shared by the CuPy kernels
- * (plif_zoo/kernels/, nvcc/NVRTC) and the compiled CPU backend (plif_zoo/cpu/, g++), so the
+ * (plif_zoo/cuda/, nvcc/NVRTC) and the compiled CPU backend (plif_zoo/cpu/, g++), so the
  * two never drift apart. tests/test_cpu_backend.py proves this math against the torch
  * reference (plif_zoo/neurons.py, _TorchMultiStep) on the CPU.
  *
@@ -8,8 +8,9 @@
  * torch reference's operation order, so spikes are bit-identical when compiled without
  * fp contraction (-ffp-contract=off / --fmad=false).
  *
- *   PLIF_SG_ATAN ... PLIF_SG_ERF        surrogate ids; plif_zoo/kernels/spec.py maps
- *                                       SpikingJelly surrogate modules to (id, alpha)
+ *   PLIF_SG_ATAN ... PLIF_SG_ERF        surrogate ids, given by the compiler as -D flags
+ *                                       from plif_zoo/_kernel_spec.py (the one source), which
+ *                                       maps SpikingJelly surrogate modules to (id, alpha)
  *   plif_params<T>                      v_th, v_reset (0 for soft reset), alpha, sg_id,
  *                                       hard_reset, decay_input, detach_reset
  *   plif_make_params<T>(...)            builds plif_params from scalar kernel arguments
@@ -43,14 +44,22 @@
 #define PLIF_HD inline
 #endif
 
-/* Surrogate ids: keep equal to plif_zoo/kernels/spec.py. Each takes one parameter, alpha. */
-#define PLIF_SG_ATAN 0               /* alpha/2 / (1 + (pi/2 * alpha * x)^2) */
-#define PLIF_SG_SIGMOID 1            /* alpha * sigmoid(alpha x) * (1 - sigmoid(alpha x)) */
-#define PLIF_SG_SOFT_SIGN 2          /* 1 / (2 alpha (1/alpha + |x|)^2) */
-#define PLIF_SG_SUPER_SPIKE 3        /* alpha / (|x| + 1)^2 */
-#define PLIF_SG_PIECEWISE_QUADRATIC 4 /* |x| > 1/alpha ? 0 : alpha - alpha^2 |x| */
-#define PLIF_SG_PIECEWISE_EXP 5      /* alpha/2 * exp(-alpha |x|) */
-#define PLIF_SG_ERF 6                /* alpha / sqrt(pi) * exp(-(alpha x)^2) */
+/* Surrogate ids: defined by the build (-DPLIF_SG_ATAN=0 ...) from SURROGATE_IDS in
+ * plif_zoo/_kernel_spec.py, so the Python side and both compilers share one list. Each takes
+ * one parameter, alpha:
+ *   PLIF_SG_ATAN                 alpha/2 / (1 + (pi/2 * alpha * x)^2)
+ *   PLIF_SG_SIGMOID              alpha * sigmoid(alpha x) * (1 - sigmoid(alpha x))
+ *   PLIF_SG_SOFT_SIGN            1 / (2 alpha (1/alpha + |x|)^2)
+ *   PLIF_SG_SUPER_SPIKE          alpha / (|x| + 1)^2
+ *   PLIF_SG_PIECEWISE_QUADRATIC  |x| > 1/alpha ? 0 : alpha - alpha^2 |x|
+ *   PLIF_SG_PIECEWISE_EXP        alpha/2 * exp(-alpha |x|)
+ *   PLIF_SG_ERF                  alpha / sqrt(pi) * exp(-(alpha x)^2)
+ */
+#if !defined(PLIF_SG_ATAN) || !defined(PLIF_SG_SIGMOID) || !defined(PLIF_SG_SOFT_SIGN) ||     \
+    !defined(PLIF_SG_SUPER_SPIKE) || !defined(PLIF_SG_PIECEWISE_QUADRATIC) ||                  \
+    !defined(PLIF_SG_PIECEWISE_EXP) || !defined(PLIF_SG_ERF)
+#error "compile with the -DPLIF_SG_*=n flags of plif_zoo._kernel_spec.c_defines()"
+#endif
 
 template <typename T>
 struct plif_params {

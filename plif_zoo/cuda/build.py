@@ -1,6 +1,6 @@
 """Compiling the .cu sources with NVRTC (through ``cuda-bindings``) and loading them into CuPy.
 
-The same :func:`compile_cubin` serves two callers: ``python -m plif_zoo.kernels
+The same :func:`compile_cubin` serves two callers: ``python -m plif_zoo.cuda
 --compile-only`` (CI, no GPU or driver needed) and the runtime, which compiles once per
 device architecture, caches the cubin on disk and loads it with ``cupy.RawModule``.
 Every kernel is an ``extern "C"`` entry named ``{kind}_{dtype}_{variant}``; the lists
@@ -12,12 +12,18 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
+from .._io import atomic_write, cache_dir
+from .._kernel_spec import c_defines
+
 KERNEL_DIR = Path(__file__).resolve().parent
-DTYPE_NAMES = ("f32", "f16", "bf16")
+CSRC_DIR = KERNEL_DIR.parent / "csrc"  # neuron_math.h, shared with the CPU backend
+# the storage dtypes the kernels are instantiated for, and their names in entry names
+DTYPE_NAMES: dict[torch.dtype, str] = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
 
 # source file -> (kind, variant) pairs; each pair exists once per dtype.
 _ENTRIES: dict[str, tuple[tuple[str, str], ...]] = {
@@ -50,7 +56,7 @@ def entry_names(source: str) -> list[str]:
     names = [
         entry_name(kind, dtype, variant)
         for kind, variant in _ENTRIES[source]
-        for dtype in DTYPE_NAMES
+        for dtype in DTYPE_NAMES.values()
     ]
     return names + list(_PLAIN_ENTRIES.get(source, ()))
 
@@ -87,14 +93,16 @@ def compile_options(arch: str) -> list[str]:
         "--fmad=false",  # neuron_math.h follows torch's operation order: no contraction
         "--ptxas-options=-v",
         f"-I{KERNEL_DIR}",
+        f"-I{CSRC_DIR}",
         f"-I{cuda_include_dir()}",
+        *c_defines(),
     ]
 
 
 def source_digest() -> str:
     """Hash of every kernel source and header: a changed header invalidates cached cubins."""
     h = hashlib.sha256()
-    for path in sorted(KERNEL_DIR.iterdir()):
+    for path in sorted([*KERNEL_DIR.iterdir(), *CSRC_DIR.iterdir()]):
         if path.suffix in (".cu", ".cuh", ".h"):
             h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
@@ -208,31 +216,15 @@ def parse_ptxas_log(log: str) -> dict[str, Usage]:
     return usages
 
 
-def cache_dir() -> Path:
-    """Where compiled cubins live: $PLIF_ZOO_CACHE or ~/.cache/plif_zoo/kernels."""
-    root = os.environ.get("PLIF_ZOO_CACHE")
-    if root:
-        return Path(root)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "plif_zoo" / "kernels"
-
-
 def cached_cubin(source: str, arch: str) -> Path:
-    """The cubin of ``source`` for ``arch``, compiled on first use and cached on disk."""
+    """The cubin of ``source`` for ``arch``, compiled on first use and cached on disk
+    (``_io.cache_dir("cuda")``); concurrent writers race harmlessly to identical files."""
     key = hashlib.sha256(
         "\0".join([source_digest(), arch, nvrtc_version(), *compile_options(arch)]).encode()
     ).hexdigest()[:24]
-    path = cache_dir() / f"{Path(source).stem}-{arch}-{key}.cubin"
+    path = cache_dir("cuda") / f"{Path(source).stem}-{arch}-{key}.cubin"
     if not path.is_file():
         cubin, _ = compile_cubin(source, arch)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(cubin)
-            os.replace(tmp, path)  # concurrent writers race harmlessly to identical files
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write(path, cubin)
     return path
