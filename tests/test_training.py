@@ -5,6 +5,8 @@ keeps each run to a few seconds on 2 CPU cores."""
 from __future__ import annotations
 
 import csv
+import importlib.util
+import itertools
 import json
 import os
 import signal
@@ -109,6 +111,10 @@ def test_checkpoint_is_weights_only_loadable_with_optimizer_scheduler_and_rng(tm
     assert ckpt["epoch"] == 1 and ckpt["step"] == 0
     assert ckpt["optimizer"]["state"] and ckpt["scheduler"]["last_epoch"] == 1
     assert isinstance(ckpt["rng"][0]["torch"], torch.Tensor)
+    # checkpoint format 1, as written before training became a package: runs in progress resume
+    assert set(ckpt) == {"format", "config", "model", "optimizer", "scheduler", "scaler", "rng", "history", "taus",
+                         "best_val", "best_test", "best_epoch", "wall_s", "epoch", "step", "running"}
+    assert ckpt["format"] == 1 and ckpt["running"] == [0.0, 0.0, 0.0]
     assert not list((tmp_path / "run").glob("*.tmp"))
 
 
@@ -119,6 +125,47 @@ def test_resume_continues_the_epoch_count_exactly(tmp_path):
     assert [row["epoch"] for row in resumed.history] == [1, 2]
     assert len(read_csv(tmp_path / "split" / "metrics.csv")) == 2
     assert_same_weights(weights(tmp_path / "straight"), weights(tmp_path / "split"))
+
+
+OLD_COMMIT = "50992df"  # the last commit with the single-file training.py
+
+
+def old_training_module(tmp_path: Path):
+    """plif_zoo/training.py as of OLD_COMMIT, loaded as a module of today's package."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        source = subprocess.run(["git", "show", f"{OLD_COMMIT}:plif_zoo/training.py"], cwd=repo,
+                                capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip(f"needs the git history of this repository (commit {OLD_COMMIT})")
+    path = tmp_path / "training_old.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("plif_zoo._training_old", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    return module
+
+
+def test_a_mid_epoch_checkpoint_of_the_single_file_training_resumes_exactly(tmp_path):
+    """A run started (and stopped mid-epoch) by the code before the package split resumes with
+    today's code and ends bit-identical to a run trained by today's code alone."""
+    old = old_training_module(tmp_path)
+    steps = itertools.count(1)
+    old._any = lambda flag, dist_info, device: next(steps) == 3  # a stop request at step 3 of epoch 1
+    args = {**TINY, "epochs": 2}
+    stopped = old.train(args.pop("model"), out=str(tmp_path / "old"), progress=False, **args)
+    assert stopped == {"stopped": True, "epoch": 0, "step": 3, "out": str(tmp_path / "old")}
+    assert training.load_checkpoint(tmp_path / "old")["running"][2] == 24.0  # 3 steps x batch 8
+    resumed = run(tmp_path, "old", epochs=2, resume=True)
+    straight = run(tmp_path, "new", epochs=2)
+    assert_same_weights(weights(tmp_path / "new"), weights(tmp_path / "old"))
+    assert resumed.history == [{**row, "train_images_per_s": resumed.history[i]["train_images_per_s"],
+                                "train_wall_s": resumed.history[i]["train_wall_s"]}
+                               for i, row in enumerate(straight.history)]
 
 
 def test_resume_refuses_a_changed_recipe_and_a_run_is_not_overwritten(tmp_path):
