@@ -24,4 +24,4 @@ classes = sorted(p.name for p in (args.images / "train").iterdir() if p.is_dir()
 model = f"local-dir:{args.model}" if Path(args.model).is_dir() else args.model
 result = finetune(model, args.images, num_classes=len(classes), freeze_features=True,
                   epochs=args.epochs, out=args.out)
-print(f"{len(classes)} classes {classes}: accuracy-B {result['accuracy_b']:.2%}, model in {args.out}/best")
+print(f"{len(classes)} classes {classes}: accuracy-B {result.accuracy_b:.2%}, model in {args.out}/best")

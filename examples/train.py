@@ -26,5 +26,5 @@ result = train(
     checkpoint_every=200,   # long CPU epochs: also checkpoint inside an epoch
     **quick,
 )
-print(f"accuracy-B {result['accuracy_b']:.2%} (epoch {result['best_epoch']}), accuracy-A {result['accuracy_a']:.2%}")
+print(f"accuracy-B {result.accuracy_b:.2%} (epoch {result.best_epoch}), accuracy-A {result.accuracy_a:.2%}")
 print("plots:", *plot_run(args.out))

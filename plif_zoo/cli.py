@@ -143,7 +143,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .training import train
 
     result = train(args.model, resume=args.resume, **_recipe_overrides(args))
-    return 3 if result.get("stopped") else 0
+    return 3 if result.stopped else 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -175,7 +175,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     overrides.setdefault("dataset", "imagefolder")
     result = finetune(args.model, num_classes=args.num_classes, freeze_features=args.freeze_features,
                       resume=args.resume, **overrides)
-    return 3 if result.get("stopped") else 0
+    return 3 if result.stopped else 0
 
 
 def cmd_plot(args: argparse.Namespace) -> int:

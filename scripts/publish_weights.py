@@ -15,27 +15,17 @@ import argparse
 import csv
 import json
 import os
-import platform
 import shutil
-import subprocess
 from pathlib import Path
 
 import torch
 
 import plif_zoo
 from plif_zoo import training
+from plif_zoo._io import cpu_name
 from plif_zoo.registry import published_entry
 
 SLICE_SAMPLES = 1000  # evenly spaced test images checked by tests/test_published_weights.py
-
-
-def _cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        name = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        name = platform.processor() or platform.machine()
-    return f"{name}, {os.cpu_count()} cores"
 
 
 def main() -> None:
@@ -94,7 +84,7 @@ def main() -> None:
             f"MSE on firing rates, T {best_cfg.get('T', 8)}, seed {recipe['seed']}, bf16 autocast "
             f"{'on' if recipe.get('amp') else 'off'}"
         ),
-        hardware=f"{_cpu_model()} (no GPU), torch {torch.__version__}; train wall time "
+        hardware=f"{cpu_name()}, {os.cpu_count()} cores (no GPU), torch {torch.__version__}; train wall time "
         f"{float(rows[-1]['train_wall_s']) / 3600:.2f} h",
         command=args.command,
         train_wall_time_s=round(float(rows[-1]["train_wall_s"]), 1),

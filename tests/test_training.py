@@ -5,6 +5,8 @@ keeps each run to a few seconds on 2 CPU cores."""
 from __future__ import annotations
 
 import csv
+import importlib.util
+import itertools
 import json
 import os
 import signal
@@ -73,7 +75,7 @@ def test_a_config_file_with_unknown_keys_is_rejected(tmp_path):
 
 def test_training_lowers_the_loss_and_writes_the_run_folder(tmp_path):
     result = run(tmp_path, epochs=3, max_train_samples=96)
-    losses = [row["train_loss"] for row in result["history"]]
+    losses = [row["train_loss"] for row in result.history]
     assert losses[-1] < losses[0]
     out = tmp_path / "run"
     rows = read_csv(out / "metrics.csv")
@@ -109,6 +111,10 @@ def test_checkpoint_is_weights_only_loadable_with_optimizer_scheduler_and_rng(tm
     assert ckpt["epoch"] == 1 and ckpt["step"] == 0
     assert ckpt["optimizer"]["state"] and ckpt["scheduler"]["last_epoch"] == 1
     assert isinstance(ckpt["rng"][0]["torch"], torch.Tensor)
+    # checkpoint format 1, as written before training became a package: runs in progress resume
+    assert set(ckpt) == {"format", "config", "model", "optimizer", "scheduler", "scaler", "rng", "history", "taus",
+                         "best_val", "best_test", "best_epoch", "wall_s", "epoch", "step", "running"}
+    assert ckpt["format"] == 1 and ckpt["running"] == [0.0, 0.0, 0.0]
     assert not list((tmp_path / "run").glob("*.tmp"))
 
 
@@ -116,9 +122,50 @@ def test_resume_continues_the_epoch_count_exactly(tmp_path):
     run(tmp_path, "straight", epochs=2)
     run(tmp_path, "split", epochs=1)
     resumed = run(tmp_path, "split", epochs=2, resume=True)
-    assert [row["epoch"] for row in resumed["history"]] == [1, 2]
+    assert [row["epoch"] for row in resumed.history] == [1, 2]
     assert len(read_csv(tmp_path / "split" / "metrics.csv")) == 2
     assert_same_weights(weights(tmp_path / "straight"), weights(tmp_path / "split"))
+
+
+OLD_COMMIT = "50992df"  # the last commit with the single-file training.py
+
+
+def old_training_module(tmp_path: Path):
+    """plif_zoo/training.py as of OLD_COMMIT, loaded as a module of today's package."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        source = subprocess.run(["git", "show", f"{OLD_COMMIT}:plif_zoo/training.py"], cwd=repo,
+                                capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip(f"needs the git history of this repository (commit {OLD_COMMIT})")
+    path = tmp_path / "training_old.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("plif_zoo._training_old", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    return module
+
+
+def test_a_mid_epoch_checkpoint_of_the_single_file_training_resumes_exactly(tmp_path):
+    """A run started (and stopped mid-epoch) by the code before the package split resumes with
+    today's code and ends bit-identical to a run trained by today's code alone."""
+    old = old_training_module(tmp_path)
+    steps = itertools.count(1)
+    old._any = lambda flag, dist_info, device: next(steps) == 3  # a stop request at step 3 of epoch 1
+    args = {**TINY, "epochs": 2}
+    stopped = old.train(args.pop("model"), out=str(tmp_path / "old"), progress=False, **args)
+    assert stopped == {"stopped": True, "epoch": 0, "step": 3, "out": str(tmp_path / "old")}
+    assert training.load_checkpoint(tmp_path / "old")["running"][2] == 24.0  # 3 steps x batch 8
+    resumed = run(tmp_path, "old", epochs=2, resume=True)
+    straight = run(tmp_path, "new", epochs=2)
+    assert_same_weights(weights(tmp_path / "new"), weights(tmp_path / "old"))
+    assert resumed.history == [{**row, "train_images_per_s": resumed.history[i]["train_images_per_s"],
+                                "train_wall_s": resumed.history[i]["train_wall_s"]}
+                               for i, row in enumerate(straight.history)]
 
 
 def test_resume_refuses_a_changed_recipe_and_a_run_is_not_overwritten(tmp_path):
@@ -158,7 +205,7 @@ def test_checkpoints_inside_an_epoch_resume_exactly_after_a_kill(tmp_path):
     assert ckpt["epoch"] == 1 and ckpt["step"] > 0  # mid-way through epoch 2, epoch 1 finished
     assert [row["epoch"] for row in ckpt["history"]] == [1]
     resumed = run(tmp_path, "killed", resume=True, **{k: v for k, v in kw.items() if k != "model"})
-    assert [row["epoch"] for row in resumed["history"]] == [1, 2]
+    assert [row["epoch"] for row in resumed.history] == [1, 2]
     assert_same_weights(weights(tmp_path / "straight"), weights(out))
     straight = read_csv(tmp_path / "straight" / "metrics.csv")
     killed = read_csv(out / "metrics.csv")
@@ -174,7 +221,7 @@ def test_sigterm_checkpoints_and_stops(tmp_path):
         from plif_zoo import training
         kw = {kw!r}
         r = training.train(kw.pop("model"), out={str(out)!r}, progress=False, **kw)
-        sys.exit(3 if r.get("stopped") else 0)
+        sys.exit(3 if r.stopped else 0)
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -193,7 +240,7 @@ def test_sigterm_checkpoints_and_stops(tmp_path):
 
 def test_spike_counter_counts_synaptic_operations_from_spikes():
     net = nn.Sequential(nn.Linear(4, 3, bias=False), nn.Conv2d(1, 2, 3, padding=1, bias=False))
-    counter = training._SpikeCounter(net)
+    counter = training.SpikeCounter(net)
     net[0](torch.tensor([[1.0, 0.0, 1.0, 1.0]]))  # 3 spikes x 3 targets
     x = torch.zeros(1, 1, 4, 4)
     x[0, 0, 0, 0] = 1.0  # a corner spike reaches 2 x 2 positions in each of 2 output channels
@@ -231,20 +278,20 @@ def _imagefolder(root: Path, classes: list[int], per_class: int) -> None:
 def test_finetune_replaces_the_output_layer_and_can_freeze_the_features(tmp_path):
     base = run(tmp_path, "base", epochs=2, max_train_samples=96)
     _imagefolder(tmp_path / "images", [0, 1, 7], per_class=12)
-    before = {k: v.clone() for k, v in base["model"].state_dict().items()}
+    before = {k: v.clone() for k, v in base.model.state_dict().items()}
     with pytest.warns(UserWarning, match="output layer rebuilt for 3 classes"):
         result = training.finetune(
             f"local-dir:{tmp_path / 'base' / 'best'}", tmp_path / "images", 3, freeze_features=True,
             out=str(tmp_path / "ft"), epochs=1, batch_size=4, T=4, lr=1e-2, threads=1, backend="torch", progress=False,
         )
-    model = result["model"]
+    model = result.model
     assert model.num_classes == 3 and model.output_layer.out_features == 30
     after = model.state_dict()
     for k, v in after.items():
         if k.startswith("features."):
             assert torch.equal(v, before[k]), k  # weights and BatchNorm statistics stay
     assert not torch.equal(after["classifier.2.weight"], before["classifier.2.weight"])
-    assert result["history"][0]["test_samples"] == 36
+    assert result.history[0]["test_samples"] == 36
     again = plif_zoo.load(f"local-dir:{tmp_path / 'ft' / 'best'}")
     assert again.num_classes == 3
 
@@ -259,7 +306,7 @@ def test_plot_writes_accuracy_and_tau_figures(tmp_path):
 
 def test_amp_on_cpu_trains_in_bfloat16(tmp_path):
     result = run(tmp_path, amp=True, max_train_samples=16)
-    assert np.isfinite(result["history"][0]["train_loss"])
+    assert np.isfinite(result.history[0]["train_loss"])
 
 
 def test_event_frames_train_end_to_end(tmp_path):
@@ -274,7 +321,7 @@ def test_event_frames_train_end_to_end(tmp_path):
                 (folder / f"{k:05d}.bin").write_bytes(nmnist_bin(random_events(rng, 40, 34)))
     result = training.train("nmnist-plif", data_dir=str(tmp_path / "nmnist"), out=str(tmp_path / "run"), epochs=1,
                             T=4, batch_size=8, model_kwargs=NARROW, threads=1, backend="torch", progress=False)
-    row = result["history"][0]
+    row = result.history[0]
     assert (row["val_samples"], row["test_samples"]) == (10, 10) and np.isfinite(row["train_loss"])
 
 

@@ -1,0 +1,94 @@
+"""The splits a run reads: train / val (accuracy-B hold-out) / test, subsets and loaders.
+
+Validation is the first ``val_fraction`` of each training class (see ``plif_zoo.data``).
+``max_train_samples`` draws a seeded random subset; ``max_eval_samples`` takes evenly spaced
+samples (:func:`eval_slice`), so a class-sorted split still shows every class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from .. import data as data_mod
+from .config import TrainConfig, dataset_of
+from .runtime import Dist
+
+__all__ = ["training_datasets", "eval_slice", "subset", "model_input_shape", "eval_loader", "num_classes_of"]
+
+
+def training_datasets(cfg: TrainConfig, model: nn.Module | None = None) -> dict[str, Dataset]:
+    """``{"train", "val" (when val_fraction > 0), "test"}`` with the run's subsets applied."""
+    image_shape = tuple(cfg.image_shape) if cfg.image_shape else None
+    if cfg.dataset == "imagefolder" and image_shape is None:
+        image_shape = model_input_shape(cfg.model, model)
+    kw = dict(data_dir=cfg.data_dir, T=_frames(cfg, model), image_shape=image_shape, download=cfg.download)
+    if cfg.val_fraction > 0:
+        sets = {
+            "train": data_mod.get_dataset(cfg.dataset, "train", val_fraction=cfg.val_fraction, **kw),
+            "val": data_mod.get_dataset(cfg.dataset, "val", val_fraction=cfg.val_fraction, **kw),
+        }
+    else:
+        sets = {"train": data_mod.get_dataset(cfg.dataset, "train-full", **kw)}
+    sets["test"] = data_mod.get_dataset(cfg.dataset, "test", **kw)
+    if cfg.max_train_samples is not None and cfg.max_train_samples < len(sets["train"]):
+        g = torch.Generator().manual_seed(cfg.seed)
+        keep = torch.randperm(len(sets["train"]), generator=g)[: cfg.max_train_samples].sort().values
+        sets["train"] = subset(sets["train"], keep.tolist())
+    for name in ("val", "test"):
+        if name in sets and cfg.max_eval_samples is not None and cfg.max_eval_samples < len(sets[name]):
+            sets[name] = subset(sets[name], eval_slice(len(sets[name]), cfg.max_eval_samples))
+    return sets
+
+
+def eval_slice(size: int, n: int) -> list[int]:
+    """``n`` evenly spaced indices of a split of ``size``: a fixed slice that, unlike the first
+    ``n``, covers every class when a split is ordered by class (the event datasets)."""
+    if n >= size:
+        return list(range(size))
+    return [i * size // n for i in range(n)]
+
+
+def subset(ds: Dataset, indices: Iterable[int]) -> Dataset:
+    """``ds`` restricted to ``indices``, keeping ``targets`` and ``num_classes``."""
+    sub = data_mod.SubsetWithTargets(ds, list(indices))
+    sub.num_classes = ds.num_classes
+    return sub
+
+
+def _frames(cfg: TrainConfig, model: nn.Module | None) -> int | None:
+    """Frames per event sample: the run's T, else the model's."""
+    return cfg.T if cfg.T is not None else getattr(model, "T", None)
+
+
+def model_input_shape(model_id: str | None, model: nn.Module | None) -> tuple[int, int, int]:
+    """[C, H, W] that images of an imagefolder are resized to: the model's, else its dataset's."""
+    config = getattr(model, "config", None)
+    if config is not None and getattr(config, "static", False):
+        return (config.in_channels, *config.input_size)
+    try:
+        return data_mod.DATASETS[dataset_of(model_id or "")].shape
+    except ValueError as err:
+        raise ValueError(f"{err}; for imagefolder data also pass image_shape [C, H, W]") from None
+
+
+def eval_loader(ds: Dataset, batch_size: int, dist_info: Dist, num_workers: int, pin: bool) -> DataLoader:
+    """This rank's strided shard of ``ds`` in order, no padding (shards add up to ``ds``)."""
+    indices = list(range(dist_info.rank, len(ds), dist_info.world))
+    batches = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
+    return DataLoader(ds, batch_sampler=batches, num_workers=num_workers, pin_memory=pin,
+                      generator=torch.Generator().manual_seed(0))  # leaves the global RNG alone
+
+
+def num_classes_of(cfg: TrainConfig) -> int:
+    """Classes of the run's dataset (for imagefolder: the folders in ``data_dir/train``)."""
+    if cfg.dataset == "imagefolder":
+        root = Path(cfg.data_dir or ".") / "train"
+        if not root.is_dir():
+            raise data_mod.DatasetNotFoundError(f"imagefolder: {root} not found; data_dir must hold train/ and test/")
+        return sum(1 for p in root.iterdir() if p.is_dir())
+    return data_mod.DATASETS[cfg.dataset].num_classes

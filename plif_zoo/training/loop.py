@@ -1,0 +1,379 @@
+"""The training loop: build a run, train an epoch, evaluate it, keep accuracy-A/B, write.
+
+``train`` reads top to bottom like nanoGPT's loop; the pieces that do not change while a run
+goes (model, optimizer, data, outputs) are held in :class:`Run`, what a checkpoint restores
+in :class:`~plif_zoo.training.state.RunState`.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from ._zoo import create_model, load
+from .checkpoint import CHECKPOINT, check_resume, restore_checkpoint, rng_state, save_checkpoint
+from .config import TrainConfig, resolve_config
+from .datasets import eval_loader, num_classes_of, training_datasets
+from .evaluation import run_eval
+from .run_dir import RunWriter, hardware_name, plif_taus, save_best, write_summary
+from .runtime import (
+    Dist,
+    Stop,
+    any_rank,
+    autocast,
+    barrier,
+    gather,
+    reset,
+    resolve_device,
+    setup_distributed,
+)
+from .state import RunState, Tally, TrainResult
+
+__all__ = ["Run", "train", "train_one_epoch", "finetune"]
+
+LOG_EVERY_S = 300  # without a progress bar, a line at most this often (and at each checkpoint)
+
+
+@dataclass
+class Run:
+    """What stays fixed while a run goes. ``net`` is ``model`` or its DDP wrapper."""
+
+    cfg: TrainConfig
+    out: Path
+    dist: Dist
+    device: torch.device
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    sets: dict[str, Dataset]
+    num_classes: int
+    net: nn.Module | None = None
+    sampler: DistributedSampler | None = None
+    writer: RunWriter | None = None
+    stop: Stop | None = None
+    hardware: str = ""
+    show: bool = False  # tqdm bar
+
+    def parts(self) -> dict[str, Any]:
+        """What a checkpoint stores by ``state_dict()``, under its key."""
+        return {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler, "scaler": self.scaler}
+
+
+def _build_model(cfg: TrainConfig, num_classes: int, pretrained: bool) -> nn.Module:
+    kw = dict(cfg.model_kwargs)
+    if cfg.T is not None:
+        kw["T"] = cfg.T
+    if pretrained:
+        return load(cfg.model, pretrained=True, num_classes=num_classes, backend=cfg.backend, **kw)
+    return create_model(cfg.model, num_classes=num_classes, backend=cfg.backend, **kw)
+
+
+def _freeze_features(model: nn.Module) -> None:
+    if not hasattr(model, "features"):
+        raise ValueError(f"{type(model).__name__} has no `features` part to freeze")
+    for p in model.features.parameters():
+        p.requires_grad_(False)
+
+
+def _set_train_mode(model: nn.Module, cfg: TrainConfig) -> None:
+    model.train()
+    if cfg.freeze_features:
+        model.features.eval()  # frozen features keep their BatchNorm statistics
+
+
+def _build_run(cfg: TrainConfig, model: nn.Module | None, ckpt: dict | None, dist: Dist, device: torch.device) -> Run:
+    """Model, data, optimizer, scheduler, scaler; every RNG draw in the order of format-1 runs."""
+    # Same initial weights on every rank; dropout masks differ per rank.
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    if model is None:
+        # A resumed run overwrites the weights, but a model known only by its folder must still be loaded.
+        pretrained = cfg.pretrained and (ckpt is None or ":" in cfg.model)
+        model = _build_model(cfg, cfg.num_classes or num_classes_of(cfg), pretrained=pretrained)
+    # Rank 0 converts event data to frames (SpikingJelly's cache) before the others read it.
+    barrier(dist, first=True)
+    sets = training_datasets(cfg, model)
+    barrier(dist, first=False)
+    if cfg.freeze_features:
+        _freeze_features(model)
+    model.to(device)
+    torch.manual_seed(cfg.seed + dist.rank)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                                 weight_decay=cfg.weight_decay)
+    return Run(cfg=cfg, out=Path(cfg.out), dist=dist, device=device, model=model, optimizer=optimizer,
+               scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.t_max),
+               scaler=torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda"),
+               sets=sets, num_classes=cfg.num_classes or sets["test"].num_classes)
+
+
+def _start(run: Run, state: RunState, resumed: bool, progress: bool | None) -> None:
+    """DDP wrapper (after the restore: it broadcasts rank 0's weights), outputs, stop signals."""
+    cfg, dist, sets = run.cfg, run.dist, run.sets
+    run.net = run.model
+    if dist.enabled:
+        device_ids = [run.device.index] if run.device.type == "cuda" else None
+        run.net = nn.parallel.DistributedDataParallel(run.model, device_ids=device_ids)
+    run.writer = RunWriter(run.out, dist.main, purge_step=state.epoch + 1 if resumed else None)
+    run.hardware = hardware_name(run.device, torch.get_num_threads(), dist.world)
+    run.stop = Stop(active=not dist.enabled)
+    run.show = (sys.stderr.isatty() if progress is None else progress) and dist.main
+    run.writer.write_config(cfg)
+    if dist.main:
+        print(
+            f"training {cfg.model} on {cfg.dataset}: {len(sets['train'])} train / "
+            f"{len(sets['val']) if 'val' in sets else 0} val / {len(sets['test'])} test images, "
+            f"{cfg.epochs} epochs, batch {cfg.batch_size} x {dist.world}, lr {cfg.lr}, {run.hardware}",
+            flush=True,
+        )
+    run.sampler = DistributedSampler(sets["train"], num_replicas=dist.world, rank=dist.rank,
+                                     shuffle=True, seed=cfg.seed)
+
+
+def _save(run: Run, state: RunState) -> None:
+    """checkpoint.pt with every rank's RNG state (all ranks take part, rank 0 writes)."""
+    rng = gather(rng_state(run.device), run.dist)
+    if run.dist.main:
+        save_checkpoint(run.out / CHECKPOINT, run.cfg, state, run.parts(), rng)
+
+
+def _epoch_batches(run: Run, epoch: int) -> list[list[int]]:
+    """This rank's shuffled batches of the epoch; the last partial batch is dropped."""
+    run.sampler.set_epoch(epoch)
+    indices = list(run.sampler)
+    bs = run.cfg.batch_size
+    batches = [indices[i * bs : (i + 1) * bs] for i in range(len(indices) // bs)]
+    return batches or [indices]  # fewer samples than one batch: train on what there is
+
+
+class _Meter:
+    """Progress bar (or a log line every LOG_EVERY_S), throughput, and the training time
+    (``state.wall_s``) without the time spent checkpointing."""
+
+    def __init__(self, run: Run, n_steps: int, start_step: int, base: Tally, epoch: int):
+        self.world, self.main, self.n_steps, self.base, self.epoch = run.dist.world, run.dist.main, n_steps, base, epoch
+        self.bar = None
+        if run.show:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=n_steps, initial=start_step, desc=f"epoch {epoch + 1}/{run.cfg.epochs}",
+                            dynamic_ncols=True)
+        self.t0 = self.t_mark = self.t_log = time.perf_counter()
+
+    def _img_s(self, local: Tally, now: float) -> float:
+        return local.seen * self.world / (now - self.t0)
+
+    def update(self, step: int, local: Tally) -> None:
+        if self.bar is not None:
+            seen = self.base.seen + local.seen * self.world  # other ranks' counts estimated from ours
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{(self.base.loss_sum + local.loss_sum * self.world) / seen:.4f}",
+                                 acc=f"{(self.base.correct + local.correct * self.world) / seen:.3f}",
+                                 img_s=f"{self._img_s(local, time.perf_counter()):.1f}")
+        elif self.main and time.perf_counter() - self.t_log > LOG_EVERY_S:
+            self.t_log = time.perf_counter()
+            print(f"epoch {self.epoch + 1} step {step}/{self.n_steps}: loss {local.loss:.4f} "
+                  f"acc {local.top1:.4f} {self._img_s(local, self.t_log):.1f} img/s", flush=True)
+
+    def stop_clock(self, state: RunState) -> None:
+        state.wall_s += time.perf_counter() - self.t_mark
+
+    def start_clock(self) -> None:
+        self.t_mark = time.perf_counter()
+
+    def checkpointed(self, step: int, totals: Tally, local: Tally) -> None:
+        if self.main and self.bar is None:
+            print(f"epoch {self.epoch + 1} step {step}/{self.n_steps}: loss {totals.loss:.4f} acc {totals.top1:.4f} "
+                  f"{self._img_s(local, time.perf_counter()):.1f} img/s (checkpoint)", flush=True)
+
+    def close(self, state: RunState, local: Tally) -> float:
+        """Ends the epoch's clock; its images/s over every rank."""
+        if self.bar is not None:
+            self.bar.close()
+        train_time = time.perf_counter() - self.t0
+        self.stop_clock(state)
+        return local.seen * self.world / max(train_time, 1e-9)
+
+
+def _train_step(run: Run, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """One optimizer step on a batch ``x`` [N, ...], ``y`` [N]; (mean loss, correct predictions)."""
+    x, y = x.to(run.device, non_blocking=True), y.to(run.device, non_blocking=True)
+    with autocast(run.device, run.cfg.amp):
+        rates = run.net(x)  # [N, classes] voted firing rates
+        loss = F.mse_loss(rates.float(), F.one_hot(y, run.num_classes).float())
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    reset(run.model)
+    return loss.item(), (rates.detach().argmax(1) == y).sum().item()
+
+
+def train_one_epoch(run: Run, state: RunState) -> dict[str, float] | None:
+    """Train epoch ``state.epoch`` from step ``state.step`` on, checkpointing every
+    ``checkpoint_every`` steps. Returns its train_* metrics over every rank, or None when a stop
+    signal ended it (after a checkpoint)."""
+    cfg, dist, device = run.cfg, run.dist, run.device
+    epoch, start_step, base = state.epoch, state.step, state.running
+    batches = _epoch_batches(run, epoch)
+    # Its own generator: a loader drawing its base seed from the global RNG would shift the
+    # dropout masks of a run resumed mid-epoch.
+    loader = DataLoader(run.sets["train"], batch_sampler=batches[start_step:], num_workers=cfg.num_workers,
+                        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(cfg.seed + epoch))
+    local = Tally()  # this rank's steps since start_step
+    _set_train_mode(run.model, cfg)
+    meter = _Meter(run, len(batches), start_step, base, epoch)
+    step = start_step
+    for x, y in loader:
+        loss, correct = _train_step(run, x, y)
+        step += 1
+        local.add(loss * len(y), correct, len(y))
+        meter.update(step, local)
+        interrupt = any_rank(run.stop.requested, dist, device)
+        if step < len(batches) and (interrupt or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)):
+            meter.stop_clock(state)
+            state.step, state.running = step, base + local.all_reduce(dist, device)
+            _save(run, state)
+            meter.start_clock()  # checkpointing is not training time
+            meter.checkpointed(step, state.running, local)
+            if interrupt:
+                if dist.main:
+                    print(f"stopped at epoch {epoch + 1} step {step}; continue with --resume", flush=True)
+                return None
+    images_per_s = meter.close(state, local)
+    totals = base + local.all_reduce(dist, device)
+    return {"train_loss": totals.loss, "train_top1": totals.top1, "train_images_per_s": images_per_s}
+
+
+def _evaluate_epoch(run: Run) -> dict[str, float]:
+    """val_* and test_* loss, top-1 and samples of the current weights."""
+    row: dict[str, float] = {}
+    for split in ("val", "test"):
+        if split in run.sets:
+            loader = eval_loader(run.sets[split], run.cfg.eval_batch_size, run.dist, run.cfg.num_workers,
+                                 run.device.type == "cuda")
+            # fp32 even with --amp: the card's accuracy must be what `plif-zoo eval` of the
+            # stored fp32 weights measures.
+            r = run_eval(run.model, loader, run.num_classes, run.device, False, run.dist)
+            row.update({f"{split}_loss": r["loss"], f"{split}_top1": r["top1"], f"{split}_samples": r["samples"]})
+    return row
+
+
+def _update_best(state: RunState, row: dict[str, Any]) -> bool:
+    """Add accuracy-A/B to ``row`` and track the best validation epoch; True when ``row``'s
+    model is the new best/ (best validation top-1, or best test top-1 without validation)."""
+    has_val = "val_top1" in row
+    improved = has_val and row["val_top1"] > state.best_val
+    if improved:
+        state.best_val, state.best_test, state.best_epoch = row["val_top1"], row["test_top1"], row["epoch"]
+    prev_a = state.accuracy_a
+    row["accuracy_a"] = max(prev_a, row["test_top1"])
+    if has_val:
+        row["accuracy_b"] = state.best_test
+        row["best_epoch"] = state.best_epoch
+    return improved if has_val else row["test_top1"] >= prev_a
+
+
+def _finish_epoch(run: Run, state: RunState, row: dict[str, Any], new_best: bool) -> None:
+    """Record the epoch, write rank 0's outputs and the checkpoint at the epoch's end."""
+    row["train_wall_s"] = state.wall_s
+    tau_row = {"epoch": row["epoch"], **plif_taus(run.model)}
+    state.history.append(row)
+    state.taus.append(tau_row)
+    state.next_epoch()
+    if run.dist.main:
+        run.writer.write_tables(state.history, state.taus)
+        run.writer.scalars(row, tau_row)
+        if new_best:
+            save_best(run.model, run.out, run.cfg, row, run.hardware, state.wall_s)
+        write_summary(run.out, run.cfg, state, run.hardware)
+        msg = " ".join(f"{k} {v:.4f}" for k, v in row.items() if k.endswith(("loss", "top1", "accuracy_a", "accuracy_b")))
+        print(f"epoch {row['epoch']}/{run.cfg.epochs}: {msg} ({row['train_images_per_s']:.1f} img/s)", flush=True)
+    _save(run, state)
+
+
+def _fresh_state(run: Run) -> RunState:
+    state = RunState()
+    if run.dist.main:
+        state.taus = [{"epoch": 0, **plif_taus(run.model)}]
+    return state
+
+
+def train(
+    config: TrainConfig | str | None = None,
+    *,
+    model: nn.Module | None = None,
+    resume: bool = False,
+    progress: bool | None = None,
+    **overrides: Any,
+) -> TrainResult:
+    """Train with the paper's recipe; returns the final summary (accuracy-A/B, best epoch, paths).
+
+    config: a TrainConfig, a registry id or a YAML path; ``overrides`` replace its values.
+    model: an already built model (e.g. for fine-tuning); default: built from the config.
+    resume: continue from ``{out}/checkpoint.pt`` exactly where it ended.
+    progress: tqdm bar; default: only when stderr is a terminal.
+    """
+    cfg = resolve_config(config, overrides)
+    dist = setup_distributed(cfg.device)
+    device = resolve_device(cfg.device, dist)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    ckpt = check_resume(cfg, Path(cfg.out), resume)
+
+    # Model, data and optimizer; then the checkpoint's state, or the initial taus (epoch 0).
+    run = _build_run(cfg, model, ckpt, dist, device)
+    state = _fresh_state(run) if ckpt is None else restore_checkpoint(ckpt, run.parts(), dist.rank, device)
+    _start(run, state, resumed=ckpt is not None, progress=progress)
+    try:
+        while state.epoch < cfg.epochs:
+            lr = run.optimizer.param_groups[0]["lr"]
+            # Train one epoch; a stop signal ends the run after a mid-epoch checkpoint.
+            train_row = train_one_epoch(run, state)
+            if train_row is None:
+                return TrainResult(out=str(run.out), epochs=state.epoch, step=state.step, stopped=True)
+            run.scheduler.step()
+            # Evaluate, keep accuracy-A/B, write the outputs and the checkpoint.
+            row = {"epoch": state.epoch + 1, "lr": lr, **train_row, **_evaluate_epoch(run)}
+            new_best = _update_best(state, row)
+            _finish_epoch(run, state, row, new_best)
+    finally:
+        run.stop.close()
+        run.writer.close()
+    last = state.history[-1] if state.history else {}
+    return TrainResult(out=str(run.out), epochs=state.epoch, accuracy_a=last.get("accuracy_a"),
+                       accuracy_b=last.get("accuracy_b"), best_epoch=last.get("best_epoch"),
+                       history=state.history, taus=state.taus, model=run.model)
+
+
+def finetune(
+    model: str,
+    data_dir: str | Path,
+    num_classes: int,
+    *,
+    dataset: str = "imagefolder",
+    freeze_features: bool = False,
+    resume: bool = False,
+    progress: bool | None = None,
+    **overrides: Any,
+) -> TrainResult:
+    """Fine-tune a zoo model on new data with ``num_classes`` outputs (the output layer is replaced).
+
+    dataset: ``imagefolder`` (data_dir holds train/ and test/ with one folder per class,
+    images resized to the model's input) or a key of ``plif_zoo.data.DATASETS``.
+    Remaining keyword arguments override the training recipe (epochs, lr, batch_size, out, ...).
+    """
+    overrides.setdefault("pretrained", True)
+    return train(
+        model, dataset=dataset, data_dir=str(data_dir), num_classes=num_classes,
+        freeze_features=freeze_features, resume=resume, progress=progress, **overrides,
+    )
