@@ -13,7 +13,7 @@ from pathlib import Path
 
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-from ._io import atomic_write, sha256_file
+from ._io import sha256_file
 from .errors import ChecksumError, HubDownloadError
 from .model_folder import (
     CARD_NAME,
@@ -43,10 +43,6 @@ __all__ = [
 
 _REVISION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
 _COMMIT_RE = re.compile(r"[0-9a-f]{40}")
-
-# Kept only for plif_zoo/training.py (plot_run), which imports it; the lead removes it at merge.
-_atomic_write_bytes = atomic_write
-
 
 def check_repo_id(repo_id: str) -> str:
     """Validate ``ORG/NAME`` (ASCII letters, digits, ``._-``; no ``..`` / ``--``; no path parts).

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import data as data_mod
-from ._zoo import model_info
+from ..registry import model_info
 
 __all__ = ["TrainConfig", "load_config", "check_config", "resolve_config", "dataset_of", "CONFIG_DIR"]
 

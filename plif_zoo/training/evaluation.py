@@ -15,7 +15,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .. import data as data_mod
-from ._zoo import load, read_config
+from ..factory import load
+from ..model_folder import read_config
 from .config import dataset_of
 from .datasets import eval_loader, eval_slice, model_input_shape, subset
 from .runtime import Dist, autocast, reset, resolve_device

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from ._zoo import create_model, load
+from ..factory import create_model, load
 from .checkpoint import CHECKPOINT, check_resume, restore_checkpoint, rng_state, save_checkpoint
 from .config import TrainConfig, resolve_config
 from .datasets import eval_loader, num_classes_of, training_datasets

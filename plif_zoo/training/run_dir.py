@@ -20,7 +20,8 @@ from spikingjelly.activation_based import neuron
 from torch import nn
 
 from .._io import atomic_write, cpu_name
-from ._zoo import list_models, save_pretrained
+from ..factory import save_pretrained
+from ..registry import list_models
 from .config import TrainConfig, dataset_of
 from .state import RunState
 
