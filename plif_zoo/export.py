@@ -43,7 +43,7 @@ from .neurons import LIFNode, PLIFNode
 from .pooling import SpikeAvgPool2d, SpikeMaxPool2d
 
 __all__ = ["to_nir", "from_nir", "write_nir", "read_nir", "nir_metadata", "NIRExportError",
-           "MissingExtraError", "EXPORT_FORMAT"]
+           "MissingExtraError", "EXPORT_FORMAT", "require_nir"]
 
 EXPORT_FORMAT = "plif-zoo-nir/1"  # metadata["format"]; from_nir reads only graphs with this tag
 
@@ -66,7 +66,8 @@ class MissingExtraError(ImportError):
     """The optional ``nir`` package is not installed."""
 
 
-def _nir():
+def require_nir():
+    """The ``nir`` module, or MissingExtraError saying how to install it."""
     try:
         import nir
     except ImportError as err:
@@ -230,7 +231,7 @@ def to_nir(model: SpikingConvNet, dt: float = 1e-3, *, T: int | None = None,
     Weights are stored in the model's dtype (BatchNorm folded in float64 first).
     Raises NIRExportError for what has no exact NIR form (soft reset, unknown modules).
     """
-    nir = _nir()
+    nir = require_nir()
     if not isinstance(model, SpikingConvNet):
         raise TypeError(f"to_nir exports a plif_zoo SpikingConvNet, got {type(model).__name__}")
     if not (isinstance(dt, (int, float)) and np.isfinite(dt) and dt > 0):
@@ -251,13 +252,13 @@ def to_nir(model: SpikingConvNet, dt: float = 1e-3, *, T: int | None = None,
 
 def write_nir(graph, path: str | os.PathLike) -> Path:
     """Write ``graph`` to ``path`` (HDF5, gzip) atomically: the old file or the new one, never half."""
-    nir = _nir()
+    nir = require_nir()
     return atomic_write(path, lambda tmp: nir.write(tmp, graph))
 
 
 def read_nir(path: str | os.PathLike):
     """``nir.read`` with the missing-extra error of this module."""
-    return _nir().read(path)
+    return require_nir().read(path)
 
 
 def nir_metadata(graph) -> dict:
