@@ -148,6 +148,11 @@ def _pool(nir, chain: _Chain, pool: nn.Module, name: str, shape, dt: float) -> t
     return out
 
 
+def _is_conv_bn(module: nn.Module) -> bool:
+    return (isinstance(module, nn.Sequential) and len(module) == 2
+            and isinstance(module[0], nn.Conv2d) and isinstance(module[1], nn.BatchNorm2d))
+
+
 def _features(nir, chain: _Chain, model: SpikingConvNet, dt: float, dtype) -> tuple[int, ...]:
     """Encoder, conv layers, neurons and pooling; returns the shape (C, H, W) they end with."""
     cfg = model.config
@@ -170,7 +175,7 @@ def _features(nir, chain: _Chain, model: SpikingConvNet, dt: float, dtype) -> tu
             chain.add(name, _neuron_node(nir, module, name, shape, dt))
         elif isinstance(module, (SpikeMaxPool2d, SpikeAvgPool2d)):
             shape = _pool(nir, chain, module, name, shape, dt)
-        elif len(module) == 2 and isinstance(module[0], nn.Conv2d) and isinstance(module[1], nn.BatchNorm2d):
+        elif _is_conv_bn(module):
             chain.add(name, _conv_node(nir, module[0], module[1], shape[1:], dtype))
             shape = (module[0].out_channels, *shape[1:])
         else:
