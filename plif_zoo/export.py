@@ -106,14 +106,9 @@ def _neuron_node(nir, node: nn.Module, name: str, shape: tuple[int, ...], dt: fl
         raise NIRExportError(f"{name}: export a network as built by SpikingConvNet (step_mode 'm')")
     # k exactly as the forward pass uses it (LIF's decay is a float32 tensor)
     k = float(node.decay().detach().to(torch.float64))
-    full = lambda v: np.full(shape, v, dtype=np.float64)  # noqa: E731
-    return nir.LIF(
-        tau=full(dt / k),
-        r=full(1.0 if node.decay_input else 1.0 / k),
-        v_leak=full(node.v_reset),
-        v_threshold=full(node.v_threshold),
-        v_reset=full(node.v_reset),
-    )
+    params = dict(tau=dt / k, r=1.0 if node.decay_input else 1.0 / k, v_leak=node.v_reset,
+                  v_threshold=node.v_threshold, v_reset=node.v_reset)
+    return nir.LIF(**{key: np.full(shape, value, dtype=np.float64) for key, value in params.items()})
 
 
 def _conv_node(nir, conv: nn.Conv2d, bn: nn.BatchNorm2d | None, hw, dtype):
@@ -167,10 +162,8 @@ def _features(nir, chain: _Chain, model: SpikingConvNet, dt: float, dtype) -> tu
         chain.add("normalise", _conv_node(nir, norm, None, shape[1:], dtype))
     chain.add("features_0", _conv_node(nir, encoder.conv, encoder.bn, shape[1:], dtype))
     shape = (encoder.conv.out_channels, *shape[1:])
-    for i, module in enumerate(model.features):
+    for i, module in list(enumerate(model.features))[1:]:  # [0] is the encoder, done above
         name = f"features_{i}"
-        if i == 0:
-            continue
         if isinstance(module, (PLIFNode, LIFNode)):
             chain.add(name, _neuron_node(nir, module, name, shape, dt))
         elif isinstance(module, (SpikeMaxPool2d, SpikeAvgPool2d)):

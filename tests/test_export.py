@@ -10,6 +10,7 @@ import torch
 
 import plif_zoo
 from plif_zoo import cli
+from plif_zoo._io import sha256_file
 from plif_zoo.export import (
     EXPORT_FORMAT,
     NIRExportError,
@@ -197,7 +198,7 @@ def test_cli_exports_a_model_folder(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
     meta = nir_metadata(read_nir(out))
     assert meta["model_id"] == "tiny-fmnist" and meta["dt"] == 1e-4 and meta["T"] == 2
-    assert meta["weights_sha256"] == plif_zoo.hub.sha256_file(folder / "model.safetensors")
+    assert meta["weights_sha256"] == sha256_file(folder / "model.safetensors")
 
 
 @pytest.mark.parametrize("argv,message", [
