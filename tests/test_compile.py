@@ -57,7 +57,7 @@ def _assert_compiled_equals_eager(model, x, compiler: str = "aot_eager"):
     y_e, g_e = _run(model, model, x)
     assert torch.equal(y_c, y_e)
     assert len(g_c) == len(g_e)
-    for a, b in zip(g_c, g_e):
+    for a, b in zip(g_c, g_e, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4 * max(1.0, b.abs().max().item()))
 
 
