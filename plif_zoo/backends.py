@@ -41,6 +41,14 @@ def get(name: str) -> ModuleType:
     return _MODULES[name]
 
 
+# Availability is a fact of the machine, checked (and the kernels built) once: torch.compile
+# takes it as a constant instead of tracing the build and its lock.
+@torch.compiler.assume_constant_result
+def available(name: str) -> bool:
+    """Whether backend ``name`` ("cpu" or "cupy") can run here (builds the CPU kernels once)."""
+    return _MODULES[name].available()
+
+
 def resolve(
     backend: str,
     x: torch.Tensor,
@@ -60,7 +68,7 @@ def resolve(
         return "torch"
     if backend == "auto":
         name = "cupy" if x.is_cuda else "cpu"
-        if not _MODULES[name].available() or (cfg is not None and not _MODULES[name].supports(cfg)):
+        if not available(name) or (cfg is not None and not _MODULES[name].supports(cfg)):
             return "torch"
     else:
         name = backend
@@ -83,7 +91,7 @@ def _check_explicit(name: str, x: torch.Tensor, cfg: NeuronConfig | None) -> Non
         )
     if name == "cpu" and x.is_cuda:
         raise ValueError("backend='cpu' needs CPU tensors; use backend='auto' or 'cupy' on CUDA")
-    if not module.available():
+    if not available(name):
         hint = "; install it with `pip install plif-zoo[cuda]` or use backend='auto'" if name == "cupy" else ""
         raise ValueError(f"backend={name!r} is not available: {module.why_unavailable()}{hint}")
     if cfg is not None and not module.supports(cfg):

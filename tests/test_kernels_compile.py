@@ -330,7 +330,7 @@ def _launcher_neuron(x, v0, k, cfg, grad_s, grad_v):
     x = x.detach().requires_grad_(True)
     v0 = v0.clone().requires_grad_(True)
     k = k.clone().requires_grad_(True)
-    s, v = ops.NeuronFunction.apply(x, v0, k, cfg, spec, True)
+    s, v = ops.neuron(x, v0, k, cfg, spec)
     loss = (v * grad_v).sum()
     if grad_s is not None:
         loss = loss + (s.float() * grad_s.float()).sum()
@@ -364,7 +364,7 @@ def test_neuron_launcher_in_inference_writes_no_h(emulated, monkeypatch):
     real_empty = torch.empty
     monkeypatch.setattr(torch, "empty", lambda *a, **kw: allocated.append(a) or real_empty(*a, **kw))
     with torch.no_grad():
-        s, v_seq = ops.NeuronFunction.apply(x.requires_grad_(True), v0, torch.tensor(0.5), cfg, spec, False)
+        s, v_seq = ops.neuron(x.requires_grad_(True), v0, torch.tensor(0.5), cfg, spec)
     ws, wv = multi_step(x.detach(), v0, torch.tensor(0.5), cfg, backend="torch")
     assert torch.equal(s, ws) and torch.equal(v_seq, wv)
     assert len(allocated) == 1  # v_seq only: no H buffer
@@ -390,7 +390,7 @@ def test_max_pool_launchers_match_max_pool2d(emulated, dtype, kernel, hw, varian
     x = (torch.rand(3, 2, 5, *hw, generator=gen) < 0.3).to(dtype)
     x = x.transpose(-1, -2).contiguous().transpose(-1, -2)  # non-contiguous input
     xr = x.clone().requires_grad_(True)
-    y = ops.MaxPoolFunction.apply(xr, kernel)
+    y = ops.max_pool(xr, kernel)
     xt = x.float().flatten(0, 1).requires_grad_(True)
     want = F.max_pool2d(xt, kernel, kernel)
     assert torch.equal(y.float().flatten(0, 1), want)
@@ -400,3 +400,41 @@ def test_max_pool_launchers_match_max_pool2d(emulated, dtype, kernel, hw, varian
     assert torch.equal(xr.grad.float().flatten(0, 1), xt.grad)
     d = {torch.float32: "f32", torch.float16: "f16"}[dtype]
     assert emulated == [f"max_pool_forward_{d}_{variant}", f"max_pool_backward_{d}_{variant}"]
+
+
+# ---- the custom ops (plif_zoo::cupy_*): schema, fakes and autograd, on the emulated launch -----
+
+
+@pytest.mark.parametrize("store_v_seq", [False, True])
+def test_opcheck_cupy_neuron_ops(emulated, store_v_seq):
+    x = (torch.randn(3, 2, 8) + 0.8).requires_grad_(True)
+    v0 = torch.zeros(2, 8, requires_grad=True)
+    k = torch.tensor(0.5, requires_grad=True)
+    scalars = (1.0, 0.0, 2.0, 0, True, True, True, store_v_seq)
+    torch.library.opcheck(ops.neuron_forward, (x, v0, k, *scalars, True))
+    s, v, h = ops.neuron_forward(x, v0, k, *scalars, True)
+    grad_s, grad_v = torch.randn_like(s), torch.randn_like(v)
+    torch.library.opcheck(
+        ops.neuron_backward, (grad_s, grad_v, h.detach(), v0.detach(), k.detach(), x.dtype, *scalars)
+    )
+
+
+def test_opcheck_cupy_max_pool_ops(emulated):
+    x = (torch.rand(3, 2, 6, 7) < 0.3).float().requires_grad_(True)
+    torch.library.opcheck(ops.pool_forward, (x, 2, 2))
+    y, arg = ops.pool_forward(x, 2, 2)
+    torch.library.opcheck(ops.pool_backward, (torch.randn_like(y), arg, list(x.shape), 2, 2))
+
+
+def test_cupy_ops_trace_with_fake_cuda_tensors():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode(allow_non_fake_inputs=False):
+        x = torch.empty(4, 2, 3, 8, 8, device="cuda", dtype=torch.float16)
+        s, v, h = ops.neuron_forward(x, x.new_zeros(x.shape[1:], dtype=torch.float32),
+                                     torch.tensor(0.5, device="cuda"), 1.0, 0.0, 2.0, 0,
+                                     True, True, True, False, True)
+        y, arg = ops.pool_forward(x, 2, 2)
+    assert s.shape == x.shape and s.dtype == torch.float16 and s.device.type == "cuda"
+    assert v.shape == x.shape[1:] and v.dtype == torch.float32 and h.shape == x.shape
+    assert y.shape == (4, 2, 3, 4, 4) and arg.dtype == torch.uint8

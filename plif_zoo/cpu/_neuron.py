@@ -1,4 +1,4 @@
-"""The compiled multi-step PLIF/LIF as an autograd Function (math: csrc/neuron_math.h)."""
+"""The compiled multi-step PLIF/LIF as torch.library custom ops (math: csrc/neuron_math.h)."""
 
 from __future__ import annotations
 
@@ -29,66 +29,86 @@ def _spec(cfg: NeuronConfig) -> tuple[int, float]:
     return spec
 
 
-def _forward(x: torch.Tensor, v_init: torch.Tensor, k: float, cfg: NeuronConfig, steps: int):
-    """x: [T, M] (or [M], the same input at every step), v_init: [M], both contiguous
-    -> (s [T, M], v_last [M] or v_seq [T, M])."""
+# The kernels as torch.library custom ops, so that autograd, torch.compile and torch.export see
+# one operation each (a fake implementation gives their shapes; no data pointer is touched
+# while tracing). Scalars travel as op arguments: v_reset is 0.0 when hard is False.
+
+
+@torch.library.custom_op("plif_zoo::cpu_neuron_forward", mutates_args=())
+def neuron_forward(
+    x: torch.Tensor, v_init: torch.Tensor, k: torch.Tensor, steps: int, v_threshold: float,
+    v_reset: float, hard: bool, decay_input: bool, store_v_seq: bool, detach_reset: bool,
+    sg_id: int, alpha: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """x: [T, M] (or [M], the same input at every step), v_init: [M], both contiguous, k: 0-dim
+    -> (s [T, M], v_last [M] or v_seq [T, M]). The last three scalars are for the backward."""
     n = v_init.numel()
     s = _memory.empty((steps, n), x.dtype)
-    v_seq = _memory.empty((steps, n), x.dtype) if cfg.store_v_seq else None
+    v_seq = _memory.empty((steps, n), x.dtype) if store_v_seq else None
     v_last = torch.empty_like(v_init)
-    hard = cfg.v_reset is not None
     getattr(_build.require(), f"plif_forward_{SUFFIX[x.dtype]}")(
-        x.data_ptr(), n if x.dim() == 2 else 0, v_init.data_ptr(), k, s.data_ptr(), _ptr(v_seq),
-        v_last.data_ptr(),
-        steps, n, cfg.v_threshold, cfg.v_reset if hard else 0.0, int(hard), int(cfg.decay_input),
+        x.data_ptr(), n if x.dim() == 2 else 0, v_init.data_ptr(), k.item(), s.data_ptr(),
+        _ptr(v_seq), v_last.data_ptr(), steps, n, v_threshold, v_reset, int(hard), int(decay_input),
         torch.get_num_threads(),
     )
     return s, (v_seq if v_seq is not None else v_last)
 
 
-class CompiledMultiStep(torch.autograd.Function):
-    """x: [T, M] or [M] (fed to all ``steps``), v_init: [M] (contiguous, float32/64), k: 0-dim
-    -> (spikes [T, M], v_last [M] or v_seq [T, M]).
+@neuron_forward.register_fake
+def _(x, v_init, k, steps, v_threshold, v_reset, hard, decay_input, store_v_seq, *backward_only):
+    n = v_init.numel()
+    s = x.new_empty((steps, n))
+    return s, (x.new_empty((steps, n)) if store_v_seq else torch.empty_like(v_init))
 
-    Saves X (which its producer holds anyway) rather than a new H tensor; the backward
-    recomputes H and V[t-1] chunk by chunk in cache.
-    """
 
-    @staticmethod
-    def forward(ctx, x, v_init, k, cfg: NeuronConfig, steps: int):
-        s, v_out = _forward(x, v_init, k.item(), cfg, steps)
-        ctx.save_for_backward(x, v_init, k)
-        ctx.cfg = cfg
-        ctx.steps = steps
-        ctx.set_materialize_grads(False)
-        return s, v_out
+@torch.library.custom_op("plif_zoo::cpu_neuron_backward", mutates_args=())
+def neuron_backward(
+    x: torch.Tensor, v_init: torch.Tensor, k: torch.Tensor, grad_s: torch.Tensor | None,
+    grad_v: torch.Tensor | None, steps: int, v_threshold: float, v_reset: float, hard: bool,
+    decay_input: bool, detach_reset: bool, store_v_seq: bool, sg_id: int, alpha: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """-> (dL/dx like x, dL/dv_init like v_init, dL/dk 0-dim). Saves nothing: the kernel
+    recomputes H and V[t-1] from X chunk by chunk in cache."""
+    n = v_init.numel()
+    grad_s = None if grad_s is None else grad_s.contiguous()
+    grad_v = None if grad_v is None else grad_v.contiguous()
+    grad_x = _memory.empty(x.shape, x.dtype)
+    grad_v_init = torch.empty_like(v_init)
+    grad_k = ctypes.c_double()
+    status = getattr(_build.require(), f"plif_backward_{SUFFIX[x.dtype]}")(
+        x.data_ptr(), n if x.dim() == 2 else 0, v_init.data_ptr(), k.item(), _ptr(grad_s),
+        _ptr(grad_v) if store_v_seq else None, None if store_v_seq else _ptr(grad_v),
+        grad_x.data_ptr(), grad_v_init.data_ptr(), ctypes.byref(grad_k), steps, n,
+        v_threshold, v_reset, alpha, sg_id, int(hard), int(decay_input), int(detach_reset),
+        torch.get_num_threads(),
+    )
+    if status != 0:
+        raise MemoryError("plif_zoo cpu backend: out of memory in the neuron backward pass")
+    return grad_x, grad_v_init, torch.tensor(grad_k.value, dtype=k.dtype)
 
-    @staticmethod
-    def backward(ctx, grad_s, grad_v):
-        x, v_init, k = ctx.saved_tensors
-        cfg: NeuronConfig = ctx.cfg
-        steps, n = ctx.steps, v_init.numel()
-        grad_s = None if grad_s is None else grad_s.contiguous()
-        grad_v = None if grad_v is None else grad_v.contiguous()
-        grad_x = _memory.empty(x.shape, x.dtype)
-        grad_v_init = torch.empty_like(v_init) if ctx.needs_input_grad[1] else None
-        grad_k = ctypes.c_double()
-        sg_id, alpha = _spec(cfg)
-        hard = cfg.v_reset is not None
-        status = getattr(_build.require(), f"plif_backward_{SUFFIX[x.dtype]}")(
-            x.data_ptr(), n if x.dim() == 2 else 0, v_init.data_ptr(), k.item(), _ptr(grad_s),
-            _ptr(grad_v) if cfg.store_v_seq else None,
-            None if cfg.store_v_seq else _ptr(grad_v),
-            grad_x.data_ptr(), _ptr(grad_v_init), ctypes.byref(grad_k), steps, n,
-            cfg.v_threshold, cfg.v_reset if hard else 0.0, alpha, sg_id, int(hard),
-            int(cfg.decay_input), int(cfg.detach_reset), torch.get_num_threads(),
-        )
-        if status != 0:
-            raise MemoryError("plif_zoo cpu backend: out of memory in the neuron backward pass")
-        grad_k_out = None
-        if ctx.needs_input_grad[2]:
-            grad_k_out = torch.tensor(grad_k.value, dtype=k.dtype).reshape(k.shape)
-        return grad_x if ctx.needs_input_grad[0] else None, grad_v_init, grad_k_out, None, None
+
+@neuron_backward.register_fake
+def _(x, v_init, k, grad_s, grad_v, *args):
+    return torch.empty_like(x), torch.empty_like(v_init), k.new_empty(())
+
+
+def _setup_neuron(ctx, inputs, output):
+    x, v_init, k, *scalars = inputs
+    ctx.save_for_backward(x, v_init, k)
+    ctx.scalars = scalars
+
+
+def _neuron_grad(ctx, grad_s, grad_v):
+    x, v_init, k = ctx.saved_tensors
+    steps, v_th, v_reset, hard, decay_input, store_v_seq, detach_reset, sg_id, alpha = ctx.scalars
+    grad_x, grad_v_init, grad_k = neuron_backward(
+        x, v_init, k, grad_s, grad_v, steps, v_th, v_reset, hard, decay_input, detach_reset,
+        store_v_seq, sg_id, alpha,
+    )
+    return grad_x, grad_v_init, grad_k.reshape(k.shape), *([None] * len(ctx.scalars))
+
+
+neuron_forward.register_autograd(_neuron_grad, setup_context=_setup_neuron)
 
 
 def _shared_input(x_seq: torch.Tensor, need_grad: bool) -> torch.Tensor | None:
@@ -98,6 +118,8 @@ def _shared_input(x_seq: torch.Tensor, need_grad: bool) -> torch.Tensor | None:
         return None
     if not (need_grad and x_seq.requires_grad):
         return x_seq[0]
+    if torch.compiler.is_compiling():  # no data pointers while tracing: autograd sums over T
+        return None
     # Feed the expanded tensor's base to the Function, so that autograd sends it dL/dX summed
     # over T (computed in the kernel) instead of building a [T, N, *] gradient to sum.
     base = x_seq._base
@@ -144,7 +166,6 @@ def neuron_multi_step(
             f"v_init of shape {tuple(v_init.shape)} does not match one step of x_seq "
             f"{tuple(step_shape)}"
         ) from err
-    _spec(cfg)
     steps = x_seq.shape[0]
     need_grad = torch.is_grad_enabled() and (
         x_seq.requires_grad or v0.requires_grad or k.requires_grad
@@ -161,10 +182,12 @@ def neuron_multi_step(
         x = x.contiguous()
     v0 = v0.permute(order).reshape(-1).contiguous()
     k = k.to(compute).reshape(())
-    if need_grad:
-        s, v_out = CompiledMultiStep.apply(x, v0, k, cfg, steps)
-    else:
-        s, v_out = _forward(x, v0, k.item(), cfg, steps)
+    sg_id, alpha = _spec(cfg)
+    hard = cfg.v_reset is not None
+    s, v_out = neuron_forward(
+        x, v0, k, steps, float(cfg.v_threshold), float(cfg.v_reset) if hard else 0.0, hard,
+        bool(cfg.decay_input), bool(cfg.store_v_seq), bool(cfg.detach_reset), sg_id, alpha,
+    )
     ordered_step = [step_shape[d] for d in order]
     s = s.reshape(steps, *ordered_step).permute(0, *(d + 1 for d in inverse))
     if cfg.store_v_seq:

@@ -1,4 +1,4 @@
-"""The compiled spike max-pool as an autograd Function (C code: pool.cpp)."""
+"""The compiled spike max-pool as torch.library custom ops (C code: pool.cpp)."""
 
 from __future__ import annotations
 
@@ -10,48 +10,70 @@ from ._build import SUFFIX
 MAX_WINDOW = 256  # pool.cpp keeps the window position in a uint8
 
 
-class CompiledMaxPool(torch.autograd.Function):
-    """x: [M, H, W], or [M, H, W, C] (channels last), contiguous -> [M, Ho, Wo] / [M, Ho, Wo, C].
-
-    Keeps one uint8 window position per output for backward.
-    """
-
-    @staticmethod
-    def forward(ctx, x, kernel, stride):
-        y, arg = _pool_forward(x, kernel, stride, keep_arg=True)
-        ctx.save_for_backward(arg)
-        ctx.geometry = (x.shape, kernel, stride)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad_y):
-        (arg,) = ctx.saved_tensors
-        shape, (kh, kw), (sh, sw) = ctx.geometry
-        grad_y = grad_y.contiguous()
-        grad_x = _memory.empty(shape, grad_y.dtype)
-        _kernel("backward", shape, grad_y.dtype)(
-            grad_y.data_ptr(), arg.data_ptr(), grad_x.data_ptr(), *shape, kh, kw, sh, sw,
-            torch.get_num_threads(),
-        )
-        return grad_x, None, None
+# Forward and backward as torch.library custom ops (see _neuron.py for why). The forward keeps
+# one uint8 window position per output for the backward when ``keep_arg`` (else returns an
+# empty one).
 
 
-def _kernel(direction: str, shape: torch.Size, dtype: torch.dtype):
-    layout = "_nhwc" if len(shape) == 4 else ""
-    return getattr(_build.require(), f"plif_pool_{direction}{layout}_{SUFFIX[dtype]}")
-
-
-def _pool_forward(x: torch.Tensor, kernel, stride, keep_arg: bool):
-    (kh, kw), (sh, sw) = kernel, stride
+@torch.library.custom_op("plif_zoo::cpu_max_pool_forward", mutates_args=())
+def pool_forward(
+    x: torch.Tensor, kh: int, kw: int, sh: int, sw: int, keep_arg: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """x: [M, H, W], or [M, H, W, C] (channels last), contiguous -> (y [M, Ho, Wo(, C)], arg)."""
     planes, h, w = x.shape[:3]
     out_shape = (planes, (h - kh) // sh + 1, (w - kw) // sw + 1, *x.shape[3:])
     y = _memory.empty(out_shape, x.dtype)
-    arg = torch.empty(out_shape, dtype=torch.uint8) if keep_arg else None
+    arg = torch.empty(out_shape if keep_arg else (0,), dtype=torch.uint8)
     _kernel("forward", x.shape, x.dtype)(
-        x.data_ptr(), y.data_ptr(), None if arg is None else arg.data_ptr(), *x.shape,
+        x.data_ptr(), y.data_ptr(), arg.data_ptr() if keep_arg else None, *x.shape,
         kh, kw, sh, sw, torch.get_num_threads(),
     )
     return y, arg
+
+
+@pool_forward.register_fake
+def _(x, kh, kw, sh, sw, keep_arg):
+    planes, h, w = x.shape[:3]
+    out_shape = (planes, (h - kh) // sh + 1, (w - kw) // sw + 1, *x.shape[3:])
+    return x.new_empty(out_shape), x.new_empty(out_shape if keep_arg else (0,), dtype=torch.uint8)
+
+
+@torch.library.custom_op("plif_zoo::cpu_max_pool_backward", mutates_args=())
+def pool_backward(
+    grad_y: torch.Tensor, arg: torch.Tensor, x_shape: list[int], kh: int, kw: int, sh: int, sw: int
+) -> torch.Tensor:
+    """dL/dy [M, Ho, Wo(, C)] and the forward's arg -> dL/dx of shape ``x_shape``."""
+    grad_y = grad_y.contiguous()
+    grad_x = _memory.empty(tuple(x_shape), grad_y.dtype)
+    _kernel("backward", x_shape, grad_y.dtype)(
+        grad_y.data_ptr(), arg.data_ptr(), grad_x.data_ptr(), *x_shape, kh, kw, sh, sw,
+        torch.get_num_threads(),
+    )
+    return grad_x
+
+
+@pool_backward.register_fake
+def _(grad_y, arg, x_shape, kh, kw, sh, sw):
+    return grad_y.new_empty(x_shape)
+
+
+def _setup_pool(ctx, inputs, output):
+    x, kh, kw, sh, sw, _ = inputs
+    ctx.save_for_backward(output[1])
+    ctx.geometry = (list(x.shape), kh, kw, sh, sw)
+
+
+def _pool_grad(ctx, grad_y, grad_arg):
+    (arg,) = ctx.saved_tensors
+    return pool_backward(grad_y, arg, *ctx.geometry), None, None, None, None, None
+
+
+pool_forward.register_autograd(_pool_grad, setup_context=_setup_pool)
+
+
+def _kernel(direction: str, shape, dtype: torch.dtype):
+    layout = "_nhwc" if len(shape) == 4 else ""
+    return getattr(_build.require(), f"plif_pool_{direction}{layout}_{SUFFIX[dtype]}")
 
 
 def max_pool_multi_step(
@@ -84,10 +106,8 @@ def max_pool_multi_step(
         x = x_seq.to(compute).movedim(-3, -1).reshape(-1, h, w, x_seq.shape[-3])
     else:
         x = x_seq.to(compute).reshape(-1, h, w).contiguous()
-    if torch.is_grad_enabled() and x.requires_grad:
-        y = CompiledMaxPool.apply(x, kernel, stride)
-    else:
-        y, _ = _pool_forward(x, kernel, stride, keep_arg=False)
+    keep_arg = torch.is_grad_enabled() and x.requires_grad
+    y, _ = pool_forward(x, *kernel, *stride, keep_arg)
     if channels_last:
         y = y.reshape(*x_seq.shape[:-3], *y.shape[1:]).movedim(-1, -3)
     else:

@@ -91,7 +91,7 @@ def neuron_multi_step(x_seq: torch.Tensor, v_init: torch.Tensor, k: torch.Tensor
     k: 0-dim decay. Returns (spike_seq [T, N, *] in x_seq's dtype, v [N, *] or v_seq
     [T, N, *] in float32).
     """
-    from .ops import NeuronFunction  # needs numpy; only on this path
+    from . import ops  # needs numpy; only on this path
 
     spec = surrogate_spec(cfg.surrogate_function)
     if spec is None:
@@ -106,13 +106,13 @@ def neuron_multi_step(x_seq: torch.Tensor, v_init: torch.Tensor, k: torch.Tensor
             f"expected x_seq [T, N, *] and v_init [N, *], got {tuple(x_seq.shape)} and "
             f"{tuple(v_init.shape)}"
         )
-    return NeuronFunction.apply(x_seq, v_init, k, cfg, spec, torch.is_grad_enabled())
+    return ops.neuron(x_seq, v_init, k, cfg, spec)
 
 
 def max_pool_multi_step(x_seq: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int]):
     """Max-pool ``x_seq: [T, N, C, H, W]`` (any [..., H, W]) on CUDA, for inputs that
     ``supports_pool`` accepts -> [..., H/kh, W/kw]."""
-    from .ops import MaxPoolFunction
+    from . import ops
 
     if not supports_pool(x_seq, kernel, stride):
         raise ValueError(
@@ -120,4 +120,4 @@ def max_pool_multi_step(x_seq: torch.Tensor, kernel: tuple[int, int], stride: tu
             f"{x_seq.dtype}, kernel {kernel}, stride {stride}); call "
             f"plif_zoo.pooling.max_pool_multi_step, which falls back to torch"
         )
-    return MaxPoolFunction.apply(x_seq, kernel)
+    return ops.max_pool(x_seq, kernel)

@@ -1,4 +1,4 @@
-"""Thin launchers and autograd Functions over the CUDA kernels (needs cupy and a GPU).
+"""Thin launchers over the CUDA kernels, as torch.library custom ops (needs cupy and a GPU).
 
 Kernels run on torch's current stream of the tensor's device; tensors reach them as raw
 pointers. The neuron forward keeps one float32 H per neuron-step for backward (H in the
@@ -67,18 +67,10 @@ def _aligned(bytes_: int, *tensors: torch.Tensor | None) -> bool:
     return all(t is None or t.data_ptr() % bytes_ == 0 for t in tensors)
 
 
-def _neuron_scalars(cfg, spec: tuple[int, float]) -> tuple:
-    sg_id, alpha = spec
-    hard = cfg.v_reset is not None
+def _neuron_scalars(v_threshold, v_reset, alpha, sg_id, hard, decay_input, detach_reset, store_v_seq) -> tuple:
     return (
-        np.float32(cfg.v_threshold),
-        np.float32(cfg.v_reset if hard else 0.0),
-        np.float32(alpha),
-        np.int32(sg_id),
-        np.int32(hard),
-        np.int32(cfg.decay_input),
-        np.int32(cfg.detach_reset),
-        np.int32(cfg.store_v_seq),
+        np.float32(v_threshold), np.float32(v_reset), np.float32(alpha), np.int32(sg_id),
+        np.int32(hard), np.int32(decay_input), np.int32(detach_reset), np.int32(store_v_seq),
     )
 
 
@@ -90,94 +82,165 @@ def _vec(neurons: int, dtype: torch.dtype, stored: list, state: list) -> int:
     return 4 if _aligned(4 * itemsize, *stored) and _aligned(16, *state) else 1
 
 
-class NeuronFunction(torch.autograd.Function):
-    """Fused multi-step neuron: same semantics as plif_zoo.neurons._TorchMultiStep."""
-
-    @staticmethod
-    def forward(ctx, x_seq, v_init, k, cfg, spec, grad_enabled: bool = True):
-        x = x_seq.contiguous()
-        steps, neurons = x.shape[0], x[0].numel()
-        v0 = v_init.to(device=x.device, dtype=torch.float32).contiguous()
-        k32 = k.to(device=x.device, dtype=torch.float32).reshape(()).contiguous()
-        s_seq = torch.empty_like(x)
-        # H is only kept for a backward pass; inference (no_grad) skips writing it. Inside
-        # forward grad mode is always off, so the caller tells whether it was on.
-        needs_backward = grad_enabled and any(ctx.needs_input_grad[:3])
-        h_seq = torch.empty(x.shape, device=x.device, dtype=torch.float32) if needs_backward else None
-        v_shape = x.shape if cfg.store_v_seq else x.shape[1:]
-        v_out = torch.empty(v_shape, device=x.device, dtype=torch.float32)
-        vec = _vec(neurons, x.dtype, [x, s_seq], [v0, h_seq, v_out])
-        grid = math.ceil(neurons // vec / NEURON_BLOCK)
-        _launch(
-            x.device, "neuron.cu", build.entry_name("neuron_forward", build.DTYPE_NAMES[x.dtype], f"v{vec}"),
-            grid, NEURON_BLOCK,
-            (_ptr(x), _ptr(v0), _ptr(k32), _ptr(s_seq), _ptr(h_seq), _ptr(v_out),
-             np.int64(neurons), np.int32(steps), *_neuron_scalars(cfg, spec)),
-        )
-        ctx.save_for_backward(h_seq, v0, k32)
-        ctx.set_materialize_grads(False)  # an unused output's gradient arrives as None: not read
-        ctx.cfg, ctx.spec, ctx.x_dtype, ctx.k_shape = cfg, spec, x.dtype, k.shape
-        return s_seq, v_out
-
-    @staticmethod
-    def backward(ctx, grad_s_seq, grad_v):
-        h_seq, v0, k32 = ctx.saved_tensors
-        if h_seq is None:
-            raise RuntimeError("NeuronFunction ran its forward without grad mode; it has no H to go back through")
-        cfg = ctx.cfg
-        steps, neurons = h_seq.shape[0], h_seq[0].numel()
-        gs = None if grad_s_seq is None else grad_s_seq.to(ctx.x_dtype).contiguous()
-        gv = None if grad_v is None else grad_v.to(torch.float32).contiguous()
-        grad_x = torch.empty(h_seq.shape, device=h_seq.device, dtype=ctx.x_dtype)
-        grad_v0 = torch.empty_like(v0) if ctx.needs_input_grad[1] else None
-        vec = _vec(neurons, ctx.x_dtype, [gs, grad_x], [gv, h_seq, v0, grad_v0])
-        grid = math.ceil(neurons // vec / NEURON_BLOCK)
-        partials = None
-        if ctx.needs_input_grad[2]:
-            partials = torch.empty(grid, device=h_seq.device, dtype=torch.float32)
-        _launch(
-            h_seq.device, "neuron.cu",
-            build.entry_name("neuron_backward", build.DTYPE_NAMES[ctx.x_dtype], f"v{vec}"),
-            grid, NEURON_BLOCK,
-            (_ptr(gs), _ptr(gv), _ptr(h_seq), _ptr(v0), _ptr(k32), _ptr(grad_x), _ptr(grad_v0),
-             _ptr(partials), np.int64(neurons), np.int32(steps), *_neuron_scalars(cfg, ctx.spec)),
-        )
-        grad_k = None
-        if partials is not None:
-            total = torch.empty((), device=h_seq.device, dtype=torch.float32)
-            _launch(h_seq.device, "neuron.cu", "sum_partials", 1, REDUCE_BLOCK,
-                    (_ptr(partials), np.int64(grid), _ptr(total)))
-            grad_k = total.reshape(ctx.k_shape)
-        return grad_x, grad_v0, grad_k, None, None, None
+# The kernels as torch.library custom ops, so that autograd, torch.compile and torch.export see
+# one operation each; fake implementations give the shapes without touching a data pointer.
+# Scalars are op arguments: v_reset is 0.0 for a soft reset (hard False).
 
 
-class MaxPoolFunction(torch.autograd.Function):
-    """Max-pool over non-overlapping kh x kw windows of x: [..., H, W] -> [..., H/kh, W/kw]."""
+@torch.library.custom_op("plif_zoo::cupy_neuron_forward", mutates_args=())
+def neuron_forward(
+    x: torch.Tensor, v_init: torch.Tensor, k: torch.Tensor, v_threshold: float, v_reset: float,
+    alpha: float, sg_id: int, hard: bool, decay_input: bool, detach_reset: bool,
+    store_v_seq: bool, keep_h: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x: [T, N, *] -> (s [T, N, *] in x's dtype, v [N, *] or v_seq [T, N, *] float32,
+    H [T, N, *] float32 for the backward when ``keep_h``, else an empty tensor)."""
+    x = x.contiguous()
+    steps, neurons = x.shape[0], x[0].numel()
+    v0 = v_init.to(device=x.device, dtype=torch.float32).contiguous()
+    k32 = k.to(device=x.device, dtype=torch.float32).reshape(()).contiguous()
+    s_seq = torch.empty_like(x)
+    h_seq = torch.empty(x.shape, device=x.device, dtype=torch.float32) if keep_h else None
+    v_out = torch.empty(x.shape if store_v_seq else x.shape[1:], device=x.device, dtype=torch.float32)
+    vec = _vec(neurons, x.dtype, [x, s_seq], [v0, h_seq, v_out])
+    _launch(
+        x.device, "neuron.cu", build.entry_name("neuron_forward", build.DTYPE_NAMES[x.dtype], f"v{vec}"),
+        math.ceil(neurons // vec / NEURON_BLOCK), NEURON_BLOCK,
+        (_ptr(x), _ptr(v0), _ptr(k32), _ptr(s_seq), _ptr(h_seq), _ptr(v_out), np.int64(neurons),
+         np.int32(steps), *_neuron_scalars(v_threshold, v_reset, alpha, sg_id, hard, decay_input,
+                                           detach_reset, store_v_seq)),
+    )
+    return s_seq, v_out, (h_seq if keep_h else x.new_empty(0, dtype=torch.float32))
 
-    @staticmethod
-    def forward(ctx, x_seq, kernel: tuple[int, int]):
-        x = x_seq.contiguous()
-        kh, kw = kernel
-        H, W = x.shape[-2:]
-        Ho, Wo = H // kh, W // kw
-        y = torch.empty((*x.shape[:-2], Ho, Wo), device=x.device, dtype=x.dtype)
-        arg = torch.empty(y.shape, device=x.device, dtype=torch.uint8)
-        _launch_pool("forward", x, (x, y, arg), y.numel(), kernel)
-        ctx.save_for_backward(arg)
-        ctx.kernel, ctx.x_shape, ctx.x_dtype = kernel, x.shape, x.dtype
-        return y
 
-    @staticmethod
-    def backward(ctx, grad_y):
-        (arg,) = ctx.saved_tensors
-        kh, kw = ctx.kernel
-        H, W = ctx.x_shape[-2:]
-        gy = grad_y.to(ctx.x_dtype).contiguous()
-        ragged = H % kh or W % kw  # rows / columns outside every window get zero gradient
-        alloc = torch.zeros if ragged else torch.empty
-        grad_x = alloc(ctx.x_shape, device=gy.device, dtype=gy.dtype)
-        _launch_pool("backward", grad_x, (gy, arg, grad_x), arg.numel(), ctx.kernel)
-        return grad_x, None
+@neuron_forward.register_fake
+def _(x, v_init, k, v_threshold, v_reset, alpha, sg_id, hard, decay_input, detach_reset,
+      store_v_seq, keep_h):
+    f32 = torch.float32
+    v_out = x.new_empty(x.shape if store_v_seq else x.shape[1:], dtype=f32)
+    return torch.empty_like(x, memory_format=torch.contiguous_format), v_out, x.new_empty(
+        x.shape if keep_h else (0,), dtype=f32)
+
+
+@torch.library.custom_op("plif_zoo::cupy_neuron_backward", mutates_args=())
+def neuron_backward(
+    grad_s: torch.Tensor | None, grad_v: torch.Tensor | None, h_seq: torch.Tensor,
+    v_init: torch.Tensor, k: torch.Tensor, x_dtype: torch.dtype, v_threshold: float,
+    v_reset: float, alpha: float, sg_id: int, hard: bool, decay_input: bool, detach_reset: bool,
+    store_v_seq: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """-> (dL/dx [T, N, *] in x_dtype, dL/dv_init float32, dL/dk 0-dim float32)."""
+    steps, neurons = h_seq.shape[0], h_seq[0].numel()
+    v0 = v_init.to(torch.float32).contiguous()
+    k32 = k.to(torch.float32).reshape(()).contiguous()
+    gs = None if grad_s is None else grad_s.to(x_dtype).contiguous()
+    gv = None if grad_v is None else grad_v.to(torch.float32).contiguous()
+    grad_x = torch.empty(h_seq.shape, device=h_seq.device, dtype=x_dtype)
+    grad_v0 = torch.empty_like(v0)
+    vec = _vec(neurons, x_dtype, [gs, grad_x], [gv, h_seq, v0, grad_v0])
+    grid = math.ceil(neurons // vec / NEURON_BLOCK)
+    partials = torch.empty(grid, device=h_seq.device, dtype=torch.float32)
+    _launch(
+        h_seq.device, "neuron.cu",
+        build.entry_name("neuron_backward", build.DTYPE_NAMES[x_dtype], f"v{vec}"), grid, NEURON_BLOCK,
+        (_ptr(gs), _ptr(gv), _ptr(h_seq), _ptr(v0), _ptr(k32), _ptr(grad_x), _ptr(grad_v0),
+         _ptr(partials), np.int64(neurons), np.int32(steps),
+         *_neuron_scalars(v_threshold, v_reset, alpha, sg_id, hard, decay_input, detach_reset,
+                          store_v_seq)),
+    )
+    total = torch.empty((), device=h_seq.device, dtype=torch.float32)
+    _launch(h_seq.device, "neuron.cu", "sum_partials", 1, REDUCE_BLOCK,
+            (_ptr(partials), np.int64(grid), _ptr(total)))
+    return grad_x, grad_v0, total
+
+
+@neuron_backward.register_fake
+def _(grad_s, grad_v, h_seq, v_init, k, x_dtype, *scalars):
+    return h_seq.new_empty(h_seq.shape, dtype=x_dtype), v_init.new_empty(v_init.shape, dtype=torch.float32), \
+        h_seq.new_empty(())
+
+
+def _setup_neuron(ctx, inputs, output):
+    x, v_init, k, *scalars = inputs
+    ctx.save_for_backward(output[2], v_init, k)
+    ctx.scalars, ctx.x_dtype, ctx.v_dtype = scalars[:-1], x.dtype, v_init.dtype
+
+
+def _neuron_grad(ctx, grad_s, grad_v, grad_h):
+    h_seq, v_init, k = ctx.saved_tensors
+    if h_seq.numel() == 0 and v_init.numel() != 0:
+        raise RuntimeError("cupy_neuron_forward ran with keep_h=False; it has no H to go back through")
+    grad_x, grad_v0, grad_k = neuron_backward(grad_s, grad_v, h_seq, v_init, k, ctx.x_dtype, *ctx.scalars)
+    return grad_x, grad_v0.to(ctx.v_dtype), grad_k.to(k.dtype).reshape(k.shape), *([None] * 9)
+
+
+neuron_forward.register_autograd(_neuron_grad, setup_context=_setup_neuron)
+
+
+def neuron(x_seq, v_init, k, cfg, spec: tuple[int, float]):
+    """The fused multi-step neuron (same semantics as plif_zoo.neurons._TorchMultiStep):
+    -> (s [T, N, *], v [N, *] or v_seq [T, N, *])."""
+    sg_id, alpha = spec
+    hard = cfg.v_reset is not None
+    keep_h = torch.is_grad_enabled() and (x_seq.requires_grad or v_init.requires_grad or k.requires_grad)
+    s, v, _ = neuron_forward(
+        x_seq, v_init, k, float(cfg.v_threshold), float(cfg.v_reset) if hard else 0.0, float(alpha),
+        int(sg_id), hard, bool(cfg.decay_input), bool(cfg.detach_reset), bool(cfg.store_v_seq), keep_h,
+    )
+    return s, v
+
+
+@torch.library.custom_op("plif_zoo::cupy_max_pool_forward", mutates_args=())
+def pool_forward(x: torch.Tensor, kh: int, kw: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Max-pool over non-overlapping kh x kw windows: x [..., H, W] -> (y [..., H/kh, W/kw],
+    the uint8 window position of each output, kept for the backward)."""
+    x = x.contiguous()
+    H, W = x.shape[-2:]
+    y = torch.empty((*x.shape[:-2], H // kh, W // kw), device=x.device, dtype=x.dtype)
+    arg = torch.empty(y.shape, device=x.device, dtype=torch.uint8)
+    _launch_pool("forward", x, (x, y, arg), y.numel(), (kh, kw))
+    return y, arg
+
+
+@pool_forward.register_fake
+def _(x, kh, kw):
+    shape = (*x.shape[:-2], x.shape[-2] // kh, x.shape[-1] // kw)
+    return x.new_empty(shape), x.new_empty(shape, dtype=torch.uint8)
+
+
+@torch.library.custom_op("plif_zoo::cupy_max_pool_backward", mutates_args=())
+def pool_backward(grad_y: torch.Tensor, arg: torch.Tensor, x_shape: list[int], kh: int, kw: int) -> torch.Tensor:
+    """dL/dy and the forward's window positions -> dL/dx of shape ``x_shape``."""
+    gy = grad_y.contiguous()
+    H, W = x_shape[-2:]
+    alloc = torch.zeros if H % kh or W % kw else torch.empty  # rows outside every window: zero
+    grad_x = alloc(x_shape, device=gy.device, dtype=gy.dtype)
+    _launch_pool("backward", grad_x, (gy, arg, grad_x), arg.numel(), (kh, kw))
+    return grad_x
+
+
+@pool_backward.register_fake
+def _(grad_y, arg, x_shape, kh, kw):
+    return grad_y.new_empty(x_shape)
+
+
+def _setup_pool(ctx, inputs, output):
+    x, kh, kw = inputs
+    ctx.save_for_backward(output[1])
+    ctx.geometry, ctx.x_dtype = (list(x.shape), kh, kw), x.dtype
+
+
+def _pool_grad(ctx, grad_y, grad_arg):
+    (arg,) = ctx.saved_tensors
+    return pool_backward(grad_y.to(ctx.x_dtype), arg, *ctx.geometry), None, None
+
+
+pool_forward.register_autograd(_pool_grad, setup_context=_setup_pool)
+
+
+def max_pool(x_seq: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
+    """Max-pool x_seq [..., H, W] over non-overlapping ``kernel`` windows."""
+    return pool_forward(x_seq, *kernel)[0]
 
 
 def _launch_pool(kind: str, x: torch.Tensor, pointers: tuple, outputs: int, kernel: tuple[int, int]) -> None:
