@@ -39,6 +39,7 @@ def atomic_write(path: str | os.PathLike, data: bytes | str | Callable[[Path], N
         os.fsync(fd)
         os.close(fd)
         fd = -1
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, path)
     except BaseException:
         if fd >= 0:
@@ -46,6 +47,12 @@ def atomic_write(path: str | os.PathLike, data: bytes | str | Callable[[Path], N
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def sha256_file(path: str | os.PathLike) -> str:
