@@ -12,6 +12,7 @@ __all__ = [
     "ChecksumError",
     "HubDownloadError",
     "DatasetNotFoundError",
+    "ModelFolderError",
 ]
 
 
@@ -36,3 +37,8 @@ class HubDownloadError(OSError):
 
 class DatasetNotFoundError(FileNotFoundError):
     """A dataset's files are not where they were looked for."""
+
+
+class ModelFolderError(ValueError):
+    """A model folder's files are malformed, or its config.json does not fit its weights or the
+    registry's architecture for its id."""

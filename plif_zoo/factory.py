@@ -59,7 +59,8 @@ def _resolve_pretrained(
     local = registry.local_folder(name)
     if local is not None and revision is None:
         expected = info.weights.sha256 if info.weights else None
-        return load_folder(local, expected_sha256=expected, backend=backend)
+        return load_folder(local, expected_sha256=expected, expected_architecture=info.architecture,
+                           backend=backend)
     if info.weights is None:
         raise _no_weights_error(name)
     if info.weights.revision is None and revision is None:
@@ -72,7 +73,8 @@ def _resolve_pretrained(
     folder = hub.download(info.weights.hf_repo, revision=revision or info.weights.revision,
                           cache_dir=cache_dir, local_files_only=local_files_only)
     expected = info.weights.sha256 if revision is None else None  # another commit: its own config
-    return load_folder(folder, expected_sha256=expected, backend=backend, remove_on_mismatch=True)
+    return load_folder(folder, expected_sha256=expected, expected_architecture=info.architecture,
+                       backend=backend, remove_on_mismatch=True)
 
 
 def _load_pretrained(name: str, num_classes: int | None, revision, cache_dir, local_files_only,

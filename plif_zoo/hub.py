@@ -7,6 +7,8 @@ the repo and say what to do. It knows neither the registry nor the networks.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import re
 from pathlib import Path
@@ -106,6 +108,67 @@ def hub_endpoint(endpoint: str | None = None) -> str | None:
     return endpoint or os.environ.get("HF_ENDPOINT") or None
 
 
+# A silent server held a load for 217-397 s with the client's own settings: 10 s for the first
+# HEAD, then (nothing cached) 6 tries of 60 s with backoff. We ask once, bounded by the etag
+# timeout, before the client does (see _unreachable); a user's $HF_HUB_* setting wins.
+ETAG_TIMEOUT = 5.0  # seconds for the server to answer a metadata (HEAD) request
+DOWNLOAD_TIMEOUT = 10.0  # seconds without a byte while a file downloads (the client's default)
+
+
+def _env_seconds(name: str, default: float) -> float:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise ValueError(f"${name}={value!r} must be a positive number of seconds; unset it "
+                         f"for plif-zoo's default ({default:g} s)")
+    return seconds
+
+
+def hub_timeouts() -> tuple[float, float]:
+    """(etag, download) timeouts in seconds: $HF_HUB_ETAG_TIMEOUT / $HF_HUB_DOWNLOAD_TIMEOUT
+    read now, else ETAG_TIMEOUT / DOWNLOAD_TIMEOUT."""
+    return (_env_seconds("HF_HUB_ETAG_TIMEOUT", ETAG_TIMEOUT),
+            _env_seconds("HF_HUB_DOWNLOAD_TIMEOUT", DOWNLOAD_TIMEOUT))
+
+
+@contextlib.contextmanager
+def _download_timeout(seconds: float):
+    """The client reads constants.HF_HUB_DOWNLOAD_TIMEOUT (fixed at its import) for every GET and
+    takes no argument for it: set it for this call only."""
+    from huggingface_hub import constants
+
+    old = constants.HF_HUB_DOWNLOAD_TIMEOUT
+    constants.HF_HUB_DOWNLOAD_TIMEOUT = seconds
+    try:
+        yield
+    finally:
+        constants.HF_HUB_DOWNLOAD_TIMEOUT = old
+
+
+def _unreachable(repo_id: str, filename: str, revision: str | None, endpoint: str | None,
+                 timeout: float) -> Exception | None:
+    """One metadata request without retries: the network error when the server cannot be
+    reached or does not answer within ``timeout``, None when it answers (even with an error,
+    which the download then reports)."""
+    from huggingface_hub import errors as hf
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    url = hf_hub_url(repo_id, filename, revision=revision, endpoint=endpoint)
+    try:
+        get_hf_file_metadata(url, timeout=timeout, library_name=LIBRARY_NAME,
+                             library_version=library_version(), endpoint=endpoint)
+    except (hf.HfHubHTTPError, hf.EntryNotFoundError):
+        return None
+    except Exception as err:  # httpx's connect / timeout errors: not a public type of the client
+        return err
+    return None
+
+
 def _translate(err: Exception, filename: str, repo_id: str, revision: str | None,
                server: str, cache: str | None, offline: bool) -> HubDownloadError | None:
     """The client's error as a HubDownloadError naming the repo and the next step.
@@ -170,32 +233,65 @@ def download(
     check_revision(revision)
     cache = hub_cache_dir(cache_dir)
     endpoint = hub_endpoint(endpoint)
+    server = endpoint or "https://huggingface.co"
     offline = local_files_only or _env_flag("HF_HUB_OFFLINE")
+    etag_timeout, download_timeout = hub_timeouts()
     # A commit never changes: a cached copy needs no request (offline: never ask at all).
     cache_first = offline or (revision is not None and _COMMIT_RE.fullmatch(revision) is not None)
+    probed, down = False, None
     folder: Path | None = None
     for filename in filenames:
         kw = dict(repo_id=repo_id, filename=filename, revision=revision, cache_dir=cache,
                   library_name=LIBRARY_NAME, library_version=library_version())
         try:
+            path = None
             if cache_first:
                 try:
                     path = hf_hub_download(**kw, local_files_only=True)
                 except hf.LocalEntryNotFoundError:
                     if offline:
                         raise
-                    path = hf_hub_download(**kw, endpoint=endpoint)
-            else:  # a branch or tag may move: ask the server (the client falls back to the cache)
-                path = hf_hub_download(**kw, endpoint=endpoint)
+            if path is None and not probed:  # ask once, bounded, before the client retries
+                probed = True
+                down = _unreachable(repo_id, filename, revision, endpoint, etag_timeout)
+            if path is None and down is not None:  # what the client would do: the cache or fail
+                path = None if cache_first else _cached(kw)
+                if path is None and filename == CARD_NAME:
+                    continue
+                if path is None:
+                    raise _no_answer(down, filename, repo_id, revision, server, etag_timeout)
+            if path is None:  # a branch or tag may move: ask the server (cache as fallback)
+                with _download_timeout(download_timeout):
+                    path = hf_hub_download(**kw, endpoint=endpoint, etag_timeout=etag_timeout)
         except (hf.HfHubHTTPError, hf.EntryNotFoundError, OSError) as err:
-            translated = _translate(err, filename, repo_id, revision,
-                                    endpoint or "https://huggingface.co", cache, offline)
+            translated = _translate(err, filename, repo_id, revision, server, cache, offline)
             if translated is None:
                 continue
             raise translated from None
         folder = Path(path).parent
     assert folder is not None
     return folder
+
+
+def _no_answer(err: Exception, filename: str, repo_id: str, revision: str | None, server: str,
+               timeout: float) -> HubDownloadError:
+    where = repo_id + (f"@{revision}" if revision else "")
+    return HubDownloadError(
+        f"could not download {filename} of Hub repo {where} from {server}: no connection or no "
+        f"answer within {timeout:g} s ({type(err).__name__}) and no cached copy. Retry with "
+        f"network access, set HF_ENDPOINT to a reachable mirror, raise HF_HUB_ETAG_TIMEOUT for a "
+        f"slow one, or use HF_HUB_OFFLINE=1 with a warm cache")
+
+
+def _cached(kw: dict) -> str | None:
+    """The cached copy of a file, or None."""
+    from huggingface_hub import errors as hf
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return hf_hub_download(**kw, local_files_only=True)
+    except hf.LocalEntryNotFoundError:
+        return None
 
 
 def upload_folder(

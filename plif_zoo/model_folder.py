@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCardData
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ._io import atomic_write, sha256_file
-from .errors import ChecksumError
+from .errors import ChecksumError, ModelFolderError
 from .networks import NetworkConfig, SpikingConvNet
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "write_folder",
     "model_card",
     "read_config",
+    "check_architecture",
     "verify_file",
     "model_from_config",
     "load_folder",
@@ -189,16 +191,40 @@ def read_config(folder: str | os.PathLike) -> dict:
             f"{WEIGHTS_NAME} and {CARD_NAME} (write one with plif_zoo.save_pretrained)"
         )
     try:
-        config = json.loads(path.read_text())
+        config = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise ModelFolderError(f"{path} is not UTF-8 text (byte {err.start}); it is damaged "
+                               f"or not a config.json: write it with plif_zoo.save_pretrained") from None
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from None
-    if (not isinstance(config, dict) or "architecture" not in config
-            or WEIGHTS_NAME not in config.get("files", {})):
-        raise ValueError(
-            f"{path} is not a plif-zoo config: it needs 'architecture' and "
+        raise ModelFolderError(f"{path} is not valid JSON: {err}") from None
+    files = config.get("files") if isinstance(config, dict) else None
+    entry = files.get(WEIGHTS_NAME) if isinstance(files, dict) else None
+    if (not isinstance(config, dict) or not isinstance(config.get("architecture"), dict)
+            or not isinstance(entry, dict)):
+        raise ModelFolderError(
+            f"{path} is not a plif-zoo config: it needs 'architecture' (an object) and "
             f"'files' -> '{WEIGHTS_NAME}' -> 'sha256' (write it with plif_zoo.save_pretrained)"
         )
     return config
+
+
+def check_architecture(config: dict, expected: NetworkConfig, where: str | os.PathLike) -> None:
+    """ModelFolderError naming every field in which ``config``'s architecture differs from
+    ``expected`` (the registry's for the id being loaded).
+
+    ``T`` may differ: it is the default number of time steps, which a training may change and
+    ``load(T=...)`` overrides; every other field changes what the weights compute.
+    """
+    got = _network_config(config, where).to_dict()
+    want = expected.to_dict()
+    differ = [f"{k}: {got[k]!r} (registry: {want[k]!r})" for k in want
+              if k != "T" and got[k] != want[k]]
+    if differ:
+        raise ModelFolderError(
+            f"{Path(where) / CONFIG_NAME} does not describe the registry's architecture for "
+            f"this id: {'; '.join(differ)}. The file was edited or belongs to another model; "
+            f"restore it, or load the folder as local-dir:{where}"
+        )
 
 
 def verify_file(path: str | os.PathLike, expected_sha256: str, *,
@@ -225,19 +251,49 @@ def _remove_cached(path: Path) -> None:
         blob.unlink(missing_ok=True)
 
 
-def model_from_config(config: dict, backend: str = "auto") -> SpikingConvNet:
+def _network_config(config: dict, where: str | os.PathLike) -> NetworkConfig:
+    try:
+        return NetworkConfig.from_dict(config["architecture"])
+    except (TypeError, ValueError) as err:
+        raise ModelFolderError(f"{Path(where) / CONFIG_NAME}: bad 'architecture': {err}") from None
+
+
+def model_from_config(config: dict, backend: str = "auto", where: str | os.PathLike = ".") -> SpikingConvNet:
     """An untrained network with the architecture a config.json records."""
-    return SpikingConvNet(NetworkConfig.from_dict(config["architecture"]), backend=backend)
+    return SpikingConvNet(_network_config(config, where), backend=backend)
+
+
+def _load_weights(model: SpikingConvNet, weights: Path) -> None:
+    """Load a safetensors file strictly; a damaged file or one that does not fit the config
+    becomes a ModelFolderError naming the file."""
+    try:
+        state = load_file(weights)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ModelFolderError(
+            f"{weights} cannot be read as safetensors ({err}); it is truncated or damaged: "
+            f"download or copy it again") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        detail = " ".join(str(err).split())
+        raise ModelFolderError(
+            f"{weights.parent / CONFIG_NAME} does not fit {weights}: {detail[:600]}. Both files "
+            f"must come from one save_pretrained call") from None
 
 
 def load_folder(
     folder: str | os.PathLike,
     *,
     expected_sha256: str | None = None,
+    expected_architecture: NetworkConfig | None = None,
     backend: str = "auto",
     remove_on_mismatch: bool = False,
 ) -> tuple[SpikingConvNet, dict]:
-    """Build the model of a model folder and load its verified weights -> (model, config)."""
+    """Build the model of a model folder and load its verified weights -> (model, config).
+
+    ``expected_sha256`` / ``expected_architecture``: the registry's pin for model.safetensors
+    and its network for the id; config.json must agree with both (see check_architecture).
+    """
     folder = Path(folder)
     config = read_config(folder)
     weights = folder / WEIGHTS_NAME
@@ -252,7 +308,9 @@ def load_folder(
     expected = expected_sha256 or recorded
     if not expected:
         raise ValueError(f"{folder / CONFIG_NAME} gives no sha256 for {WEIGHTS_NAME}; cannot verify it")
+    if expected_architecture is not None:
+        check_architecture(config, expected_architecture, folder)
     verify_file(weights, expected, remove_on_mismatch=remove_on_mismatch)
-    model = model_from_config(config, backend=backend)
-    model.load_state_dict(load_file(weights), strict=True)
+    model = model_from_config(config, backend=backend, where=folder)
+    _load_weights(model, weights)
     return model, config

@@ -17,6 +17,7 @@ over the N frames of each step (same parameters, same inference given the statis
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import torch
@@ -203,6 +204,25 @@ def _pool(cfg: NetworkConfig, backend: str) -> nn.Module:
     return cls(2, 2, step_mode="m", backend=backend)
 
 
+# Images further outside [0, 1] than this are on another scale ([0, 255], or already
+# normalised), not the overshoot of a resize or an interpolation.
+_IMAGE_SLACK = 0.5
+
+
+def _check_values(x: torch.Tensor, image: bool) -> None:
+    """ValueError for NaN / inf anywhere, or (images) values clearly outside [0, 1]."""
+    lo, hi = (float(v) for v in torch.aminmax(x.detach()))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(
+            f"the input holds NaN or infinite values (min {lo}, max {hi}); the network would "
+            f"still answer with confidence: clean or drop those samples first"
+        )
+    if image and (lo < -_IMAGE_SLACK or hi > 1 + _IMAGE_SLACK):
+        hint = ("it looks like [0, 255] pixels: divide by 255" if lo >= 0 and hi > 2 else
+                "pass raw images: the model normalises them with its own mean/std")
+        raise ValueError(f"expected images in [0, 1], got values in [{lo:.4g}, {hi:.4g}]; {hint}")
+
+
 class SpikingConvNet(nn.Module):
     """A zoo network: raw input -> class firing rates ``[N, num_classes]`` in [0, 1].
 
@@ -295,11 +315,19 @@ class SpikingConvNet(nn.Module):
         backends.set_backend(self, backends.check_name(backend))
         return self
 
-    def _check_input(self, x: torch.Tensor) -> None:
+    def _check_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The input contract: dtype and shape, then finite values (and [0, 1] for images).
+
+        float64 is cast to the weights' dtype. The value checks read the data once (well under
+        1% of a forward pass, see tests/test_networks.py) and are skipped while torch.compile
+        or torch.export trace the model, whose graphs hold no data-dependent branches.
+        """
         cfg = self.config
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
             got = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
-            raise TypeError(f"expected a floating-point tensor, got {got}; convert with .float()")
+            advice = ("convert with .float() / 255 (images are expected in [0, 1])" if cfg.static
+                      else "convert with .float() (event counts)")
+            raise TypeError(f"expected a floating-point tensor, got {got}; {advice}")
         chw = (cfg.in_channels, *cfg.input_size)
         if cfg.static:
             ok = x.dim() == 4 and tuple(x.shape[1:]) == chw
@@ -309,10 +337,15 @@ class SpikingConvNet(nn.Module):
             expected = f"[N, T, {', '.join(map(str, chw))}] event frames"
         if not ok:
             raise ValueError(f"expected {expected}, got a tensor of shape {tuple(x.shape)}")
+        if x.dtype == torch.float64:  # a numpy array's default dtype: cast rather than fail in conv
+            x = x.to(self.features[0].conv.weight.dtype)
+        if x.numel() and not torch.compiler.is_compiling():
+            _check_values(x, cfg.static)
+        return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [N, C, H, W] (static) or [N, T, C, H, W] (events) -> rates [N, num_classes]."""
-        self._check_input(x)
+        x = self._check_input(x)
         functional.reset_net(self)
         if not self.config.static:
             x = x.transpose(0, 1)  # [T, N, C, H, W]

@@ -12,6 +12,7 @@ import fnmatch
 import functools
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -262,11 +263,22 @@ def weights_dirs() -> list[Path]:
 
 
 def local_folder(model_id: str) -> Path | None:
-    """The first model folder named ``model_id`` in :func:`weights_dirs`, or None."""
+    """The first model folder named ``model_id`` in :func:`weights_dirs`, or None.
+
+    A folder of that name lacking a file is skipped with a warning naming it, so that a
+    later copy is never used without a word.
+    """
     for base in weights_dirs():
         folder = base / model_id
-        if (folder / CONFIG_NAME).is_file() and (folder / WEIGHTS_NAME).is_file():
+        missing = [name for name in (CONFIG_NAME, WEIGHTS_NAME) if not (folder / name).is_file()]
+        if not missing:
             return folder
+        if folder.is_dir():
+            warnings.warn(
+                f"skipped {folder}: it has no {' and no '.join(missing)}, so it is not a model "
+                f"folder (write one with plif_zoo.save_pretrained); looking further",
+                stacklevel=2,
+            )
     return None
 
 

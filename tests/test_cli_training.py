@@ -10,11 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from tiny_fashion import TINY_CONFIG, requires_fashion_mnist
 
 from plif_zoo import data
 
-pytestmark = requires_fashion_mnist
+pytestmark = pytest.mark.fashion_mnist  # tests/conftest.py skips it
 SMALL = ["--batch-size", "8", "--max-train-samples", "48", "--max-eval-samples", "24", "--threads", "1"]
 
 
@@ -28,10 +27,8 @@ def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture
-def config(tmp_path) -> Path:
-    path = tmp_path / "tiny.yaml"
-    path.write_text(TINY_CONFIG)
-    return path
+def config(tiny_config) -> Path:
+    return tiny_config
 
 
 def epochs_of(run: Path) -> list[int]:

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_fashion import requires_fashion_mnist
 
 from plif_zoo import data
 
@@ -38,7 +37,7 @@ def tiny_mnist(folder: Path, n_train: int = 40, n_test: int = 10, gz: bool = Tru
     return x, y
 
 
-@requires_fashion_mnist
+@pytest.mark.fashion_mnist  # tests/conftest.py skips it when not installed
 def test_fashion_mnist_is_found_without_a_data_dir_and_split_for_accuracy_b():
     sizes = {split: len(data.get_dataset("fashion-mnist", split)) for split in data.SPLITS}
     assert sizes == {"train": 51000, "val": 9000, "train-full": 60000, "test": 10000}
@@ -48,7 +47,7 @@ def test_fashion_mnist_is_found_without_a_data_dir_and_split_for_accuracy_b():
     assert y == 9  # the first test image of Fashion-MNIST is an ankle boot
 
 
-@requires_fashion_mnist
+@pytest.mark.fashion_mnist  # tests/conftest.py skips it when not installed
 def test_fashion_mnist_validation_is_the_first_15_percent_of_each_class():
     full = data.get_dataset("fashion-mnist", "train-full")
     val = data.get_dataset("fashion-mnist", "val")
@@ -272,7 +271,7 @@ def test_missing_event_data_names_the_expected_files(tmp_path):
         data.get_dataset("nmnist", "test", None, T=4)
 
 
-@requires_fashion_mnist
+@pytest.mark.fashion_mnist  # tests/conftest.py skips it when not installed
 def test_download_uses_torchvision_against_a_local_mirror(tmp_path, monkeypatch):
     """download=True fetches the original files with torchvision's downloader (md5-checked);
     the mirror is a server on 127.0.0.1 serving the real Fashion-MNIST files of this machine."""

@@ -10,10 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
-from tiny_fashion import TINY_CONFIG, requires_fashion_mnist
 
-pytestmark = requires_fashion_mnist
+pytestmark = pytest.mark.fashion_mnist  # tests/conftest.py skips it
 
 
 def free_port() -> int:
@@ -31,9 +31,8 @@ def torchrun(*args: str) -> subprocess.CompletedProcess:
     return proc
 
 
-def test_two_cpu_processes_train_one_run_and_resume(tmp_path):
-    config = tmp_path / "tiny.yaml"
-    config.write_text(TINY_CONFIG)
+def test_two_cpu_processes_train_one_run_and_resume(tmp_path, tiny_config):
+    config = tiny_config
     out = tmp_path / "run"
     common = [str(config), "--out", str(out), "--batch-size", "4", "--max-train-samples", "64",
               "--max-eval-samples", "24", "--threads", "1", "--checkpoint-every", "3"]

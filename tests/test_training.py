@@ -19,13 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_fashion import requires_fashion_mnist
 from torch import nn
 
 import plif_zoo
 from plif_zoo import data, training
 
-pytestmark = requires_fashion_mnist
+pytestmark = pytest.mark.fashion_mnist  # tests/conftest.py skips it
 
 NARROW = {"channels": 32, "fc_hidden": [128]}
 # lr 1e-2: a narrow network barely fires at first, and the recipe's 1e-3 needs many steps to wake it
