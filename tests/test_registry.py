@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 import warnings
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 import plif_zoo
 from plif_zoo import registry
 from plif_zoo._io import sha256_file
-from plif_zoo.errors import ChecksumError, NoPretrainedWeightsError, UnknownModelError
+from plif_zoo.errors import ChecksumError, ModelFolderError, NoPretrainedWeightsError, UnknownModelError
 
 DATASETS = ["mnist", "fashion-mnist", "cifar10", "nmnist", "cifar10-dvs", "dvs128-gesture"]
 VARIANTS = ["plif", "lif", "plif-tau16", "lif-tau16", "plif-avgpool"]
@@ -323,3 +324,31 @@ def test_zoo_modules_import_only_downward_and_at_module_level(module):
     imports = _plif_zoo_imports(ast.parse(source))
     assert all(top for _, top in imports), f"{module}: a plif_zoo import inside a function"
     assert {name for name, _ in imports} <= ZOO_LAYERS[module]
+
+
+@pytest.mark.parametrize("field, value", [("mean", [0.5]), ("std", [1.0]), ("v_threshold", 0.5),
+                                          ("pooling", "avg"), ("init_tau", 3.0)])
+def test_edited_config_of_a_registry_id_names_the_differing_field(tmp_path, monkeypatch, field, value):
+    # Issue 12, item 2: intact weights (sha256 pinned) with an edited config.json must not load
+    # as the registry's model; the folder still loads as what it is (local-dir:).
+    _, folder = _saved(tmp_path / "weights")
+    info = registry.model_info("fashion-mnist-plif")
+    monkeypatch.setitem(registry._REGISTRY, "fashion-mnist-plif", dataclasses.replace(
+        info, weights=registry.WeightSource(hf_repo="plif-zoo/fashion-mnist-plif", revision=None,
+                                            sha256=sha256_file(folder / "model.safetensors"))))
+    monkeypatch.setattr(registry, "weights_dirs", lambda: [tmp_path / "weights"])
+    plif_zoo.load("fashion-mnist-plif")  # intact: loads
+    config = json.loads((folder / "config.json").read_text())
+    config["architecture"][field] = value
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelFolderError, match="registry's architecture.*" + re.escape(f"{field}: {value!r}")):
+        plif_zoo.load("fashion-mnist-plif")
+    assert plif_zoo.load(f"local-dir:{folder}").config.to_dict()[field] == value
+
+
+def test_readme_says_what_is_verified():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "every file's sha256 is checked" not in readme
+    assert "config.json" in readme and "architecture" in readme
