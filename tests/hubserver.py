@@ -12,7 +12,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
@@ -234,3 +236,48 @@ class _Handler(BaseHTTPRequestHandler):
         sha = self.hub.commit(repo_id, files, branch=revision, message=message)
         self._json(200, {"commitUrl": f"{self.hub.url}/{repo_id}/commit/{sha}", "commitOid": sha,
                          "pullRequestUrl": None})
+
+
+class SilentServer:
+    """Accepts TCP connections on 127.0.0.1 and never answers (a hung Hub or proxy).
+
+    After ``give_up_after`` seconds it closes every connection and stops listening, so that a
+    client which would wait minutes fails within a test's patience instead.
+    """
+
+    def __init__(self, give_up_after: float = 20.0) -> None:
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.1)
+        self._deadline = time.monotonic() + give_up_after
+        self._held: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self.connections = 0
+
+    def _accept(self) -> None:
+        while not self._stop.is_set() and time.monotonic() < self._deadline:
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            self._held.append(conn)  # read nothing, answer nothing
+            self.connections += 1
+        self._close()
+
+    def _close(self) -> None:
+        for conn in self._held:
+            conn.close()
+        self._sock.close()
+
+    @property
+    def url(self) -> str:
+        host, port = self._sock.getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> SilentServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)

@@ -251,3 +251,72 @@ def test_check_repo_id_accepts_org_slash_name(good):
 def test_check_repo_id_rejects_what_the_hub_would(bad):
     with pytest.raises(ValueError, match="invalid Hub repo id"):
         hub.check_repo_id(bad)
+
+
+def _closed_port_url() -> str:
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"  # closed again: connections are refused
+
+
+def _timed_cli_download(capsys, caplog) -> tuple[float, str]:
+    import logging
+    import time
+
+    from plif_zoo.cli import main
+
+    caplog.set_level(logging.INFO, logger="huggingface_hub")
+    start = time.monotonic()
+    code = main(["download", f"hf-hub:{REPO}"])
+    elapsed = time.monotonic() - start
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1, err
+    assert err.startswith("plif-zoo download: error: could not download config.json") and REPO in err
+    assert "HF_HUB_OFFLINE=1" in err and "HF_ENDPOINT" in err
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text  # no retry log
+    return elapsed, err
+
+
+@pytest.mark.parametrize("etag_timeout", [None, "1"])
+def test_a_hub_that_never_answers_fails_in_the_etag_timeout(hf_env, monkeypatch, capsys, caplog,
+                                                           etag_timeout):
+    # The client alone waits 217-397 s (10 s, then 6 tries of 60 s): issue 12.
+    from hubserver import SilentServer
+
+    if etag_timeout is None:
+        monkeypatch.delenv("HF_HUB_ETAG_TIMEOUT", raising=False)
+    else:
+        monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", etag_timeout)
+    bound = hub.hub_timeouts()[0]
+    assert bound == (hub.ETAG_TIMEOUT if etag_timeout is None else 1.0)
+    with SilentServer(give_up_after=bound + 15) as silent:
+        monkeypatch.setenv("HF_ENDPOINT", silent.url)
+        elapsed, err = _timed_cli_download(capsys, caplog)
+    assert silent.connections >= 1 and bound - 0.5 < elapsed < bound + 3
+    assert f"no answer within {bound:g} s" in err
+
+
+def test_a_closed_port_fails_at_once_without_retry_logging(hf_env, monkeypatch, capsys, caplog):
+    monkeypatch.setenv("HF_ENDPOINT", _closed_port_url())  # the client alone: 27 s of retries
+    elapsed, _ = _timed_cli_download(capsys, caplog)
+    assert elapsed < 3
+
+
+def test_a_cached_branch_is_used_when_the_hub_does_not_answer(server, hf_env, folder, monkeypatch):
+    from hubserver import SilentServer
+
+    server.commit(REPO, _files(folder))
+    first = plif_zoo.load(f"hf-hub:{REPO}")  # cached now
+    monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "1")
+    with SilentServer(give_up_after=20) as silent:
+        monkeypatch.setenv("HF_ENDPOINT", silent.url)
+        assert _same_weights(plif_zoo.load(f"hf-hub:{REPO}"), first)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon", "inf"])
+def test_bad_timeout_settings_are_named(monkeypatch, value):
+    monkeypatch.setenv("HF_HUB_DOWNLOAD_TIMEOUT", value)
+    with pytest.raises(ValueError, match="HF_HUB_DOWNLOAD_TIMEOUT"):
+        hub.hub_timeouts()
