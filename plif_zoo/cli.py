@@ -290,9 +290,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from . import load, model_info  # the package face: stable while registry/hub move
     from ._io import sha256_file
     from .export import MissingExtraError, require_nir, to_nir, write_nir
+    from .factory import load
+    from .registry import model_info
 
     def fail(message: str) -> int:
         print(f"plif-zoo export: error: {message}", file=sys.stderr)

@@ -11,7 +11,12 @@ import torch
 import plif_zoo
 from plif_zoo import registry
 from plif_zoo._io import sha256_file
-from plif_zoo.errors import ChecksumError, ModelFolderError, NoPretrainedWeightsError, UnknownModelError
+from plif_zoo.errors import (
+    ChecksumError,
+    ModelFolderError,
+    NoPretrainedWeightsError,
+    UnknownModelError,
+)
 
 DATASETS = ["mnist", "fashion-mnist", "cifar10", "nmnist", "cifar10-dvs", "dvs128-gesture"]
 VARIANTS = ["plif", "lif", "plif-tau16", "lif-tau16", "plif-avgpool"]
@@ -284,16 +289,9 @@ def test_registered_sha256_rejects_other_weights_in_the_folder(tmp_path, monkeyp
 
 
 
-# Each zoo module and the plif_zoo modules it may import: every edge points down the layers
-# errors < model_folder < {registry, hub} < factory < demo (issue 13).
-ZOO_LAYERS = {
-    "errors": set(),
-    "model_folder": {"_io", "errors", "networks"},
-    "registry": {"data", "errors", "model_folder", "networks"},
-    "hub": {"_io", "errors", "model_folder"},
-    "factory": {"errors", "hub", "model_folder", "networks", "registry"},
-    "demo": {"_io", "factory", "registry"},
-}
+# The zoo modules import plif_zoo modules at module level only (what they may import, the
+# layers, is pyproject.toml's import-linter contract, checked below and by scripts/test.sh).
+ZOO_MODULES = ["errors", "model_folder", "registry", "hub", "factory", "demo"]
 
 
 def _plif_zoo_imports(tree) -> list[tuple[str, bool]]:
@@ -315,15 +313,30 @@ def _plif_zoo_imports(tree) -> list[tuple[str, bool]]:
     return found
 
 
-@pytest.mark.parametrize("module", sorted(ZOO_LAYERS))
-def test_zoo_modules_import_only_downward_and_at_module_level(module):
+@pytest.mark.parametrize("module", ZOO_MODULES)
+def test_zoo_modules_import_plif_zoo_at_module_level(module):
     import ast
     from pathlib import Path
 
     source = Path(plif_zoo.__file__).with_name(f"{module}.py").read_text()
     imports = _plif_zoo_imports(ast.parse(source))
     assert all(top for _, top in imports), f"{module}: a plif_zoo import inside a function"
-    assert {name for name, _ in imports} <= ZOO_LAYERS[module]
+
+
+def test_import_layers_contract_is_kept():
+    # pyproject.toml [tool.importlinter]: imports point down the layers (function-level ones
+    # too), no cycle between siblings, no `import plif_zoo` from inside the package.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    lint = Path(sys.executable).with_name("lint-imports")
+    if not lint.exists():
+        pytest.skip("import-linter not installed (pip install -e '.[test]')")
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([str(lint)], cwd=root, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "3 kept, 0 broken" in proc.stdout
 
 
 @pytest.mark.parametrize("field, value", [("mean", [0.5]), ("std", [1.0]), ("v_threshold", 0.5),
