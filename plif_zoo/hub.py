@@ -33,6 +33,7 @@ __all__ = [
     "check_repo_id",
     "check_revision",
     "parse_hub_name",
+    "hub_timeouts",
     "download",
     "upload_folder",
     # re-exported from their homes for code written against the old hub module
@@ -223,8 +224,9 @@ def download(
 
     A pinned commit is served from the cache when there; a branch or tag is checked with
     the server (falling back to the cache when it cannot be reached). No request is made
-    with ``local_files_only=True`` or $HF_HUB_OFFLINE set. ``README.md`` is optional. Errors
-    name the repo and say what to do.
+    with ``local_files_only=True`` or $HF_HUB_OFFLINE set. ``README.md`` is optional. A server
+    that cannot be reached or does not answer fails within the etag timeout of
+    :func:`hub_timeouts`, without the client's retries. Errors name the repo and say what to do.
     """
     from huggingface_hub import errors as hf  # the transfer client loads slowly: only when used
     from huggingface_hub import hf_hub_download
