@@ -168,7 +168,7 @@ def recover_best(out: Path) -> None:
     is a leftover. Call only while holding the run's lock.
     """
     best, old, tmp = out / "best", out / "best.old", out / "best.tmp"
-    if not best.exists() and old.is_dir():
+    if not best.exists() and all((old / f).is_file() for f in ("config.json", "model.safetensors")):
         os.replace(old, best)
     for leftover in (tmp, old):
         if leftover.exists():
