@@ -65,7 +65,7 @@ def force_new_best(out: Path) -> None:
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     ckpt["best_val"] = -1.0
     torch.save(ckpt, out / "checkpoint.pt")
-    (out / "checkpoint.pt.sha256").unlink()
+    (out / "checkpoint.pt.sha256").unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- item 4: kill states
