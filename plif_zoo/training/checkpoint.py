@@ -14,6 +14,7 @@ the CRC32 that ``torch.save``'s zip container stores for every entry.
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
 import zipfile
 from pathlib import Path
@@ -93,22 +94,25 @@ def _check_zip_crc(f: BinaryIO, path: Path) -> None:
     f.seek(0)
 
 
-def _verify(f: BinaryIO, path: Path) -> None:
-    """Check the open file ``f`` of ``path`` against its record (or its zip CRCs when it has none)."""
+def _verify(f: BinaryIO, path: Path) -> bool:
+    """Check the open file ``f`` of ``path`` against its record (or its zip CRCs when it has none).
+
+    False when a training replaced the file or its record meanwhile (open it again); a
+    CheckpointError when the bytes do not match a record that stayed put."""
     sums = _sums_path(path)
-    for _ in range(5):  # a training writing a new checkpoint meanwhile changes the record: read again
-        before = _recorded(sums)
-        if before is None:
-            return _check_zip_crc(f, path)
-        digest = _sha256_fd(f)
-        if digest in before:
-            return None
-        if _recorded(sums) == before:
-            raise CheckpointError(
-                f"{path} is damaged: its sha256 {digest[:16]}... differs from the one recorded in {sums.name} "
-                f"when it was written (a changed byte or a copy cut short); restore it or start a new --out"
-            )
-    raise CheckpointError(f"{path} kept changing while it was read; stop the training writing it first")
+    before = _recorded(sums)
+    if before is None:
+        _check_zip_crc(f, path)
+        return True
+    digest = _sha256_fd(f)
+    if digest in before:
+        return True
+    if _recorded(sums) != before or os.stat(path).st_ino != os.fstat(f.fileno()).st_ino:
+        return False
+    raise CheckpointError(
+        f"{path} is damaged: its sha256 {digest[:16]}... differs from the one recorded in {sums.name} "
+        f"when it was written (a changed byte or a copy cut short); restore it or start a new --out"
+    )
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -116,15 +120,20 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}; start the run without --resume")
-    with open(path, "rb") as f:  # one descriptor: the bytes checked are the bytes loaded
-        _verify(f, path)
-        try:
-            return torch.load(f, map_location="cpu", weights_only=True)
-        except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError ... on bad bytes
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise CheckpointError(f"{path} cannot be loaded as a checkpoint ({first}); restore it or start a new --out") from err
+    for _ in range(5):  # a training writing a new checkpoint meanwhile: read it again
+        if not path.is_file():
+            raise FileNotFoundError(f"no checkpoint at {path}; start the run without --resume")
+        with open(path, "rb") as f:  # one descriptor: the bytes checked are the bytes loaded
+            if not _verify(f, path):
+                continue
+            try:
+                return torch.load(f, map_location="cpu", weights_only=True)
+            except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError ... on bad bytes
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise CheckpointError(
+                    f"{path} cannot be loaded as a checkpoint ({first}); restore it or start a new --out"
+                ) from err
+    raise CheckpointError(f"{path} kept changing while it was read; stop the training that writes it first")
 
 
 def check_resume(cfg: TrainConfig, out: Path, resume: bool) -> dict[str, Any] | None:
@@ -160,7 +169,10 @@ def save_checkpoint(path: Path, cfg: TrainConfig, state: RunState, parts: dict[s
         **state.state_dict(),
     }
     sums = _sums_path(path)
-    previous = _recorded(sums)
+    try:
+        previous = _recorded(sums)
+    except CheckpointError:  # an unreadable record is rewritten, not a reason to stop training
+        previous = None
     if previous is None:  # first checkpoint, or one written before the records: hash what is there
         previous = [sha256_file(path)] if path.is_file() else []
     written: list[str] = []
