@@ -417,8 +417,17 @@ def test_plot_of_a_garbage_metrics_table_names_the_file(tmp_path, capsys, conten
     assert not (tmp_path / "accuracy.png").exists()
 
 
+def test_a_run_that_fails_at_once_leaves_no_folder_behind(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        run(tmp_path, "fresh", resume=True)
+    with pytest.raises(ValueError, match="unknown dataset"):
+        run(tmp_path, "bad", dataset="bogus")
+    assert not (tmp_path / "fresh").exists() and not (tmp_path / "bad").exists()
+
+
 def test_the_lock_note_is_rewritten_by_each_run(tmp_path):
     out = tmp_path / "run"
+    out.mkdir()
     with training.run_lock.RunLock(out):
         note = (out / "train.lock").read_text()
     assert note.startswith(f"pid {os.getpid()} on ") and time.strftime("%Y-") in note

@@ -354,6 +354,8 @@ def train(
     device = resolve_device(cfg.device, dist)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if resume and not (Path(cfg.out) / CHECKPOINT).is_file():  # before the folder is created or locked
+        raise FileNotFoundError(f"no checkpoint at {Path(cfg.out) / CHECKPOINT}; start the run without --resume")
     lock = _take_run_folder(Path(cfg.out), dist, device)  # before any data is read
     try:
         return _train_locked(cfg, model, resume, progress, dist, device)

@@ -87,8 +87,10 @@ class RunLock:
         self.folder = Path(folder)
         self.path = self.folder / LOCK_FILE
         self.fd = -1
+        self.created = False  # the folder is new: a run that fails at once leaves no trace
 
     def acquire(self) -> RunLock:
+        self.created = not self.folder.exists()
         check_writable(self.folder)
         if fcntl is None:
             return self
@@ -115,8 +117,12 @@ class RunLock:
         return self
 
     def release(self) -> None:
-        """Unlock (the file stays: removing it would race with a process about to lock it)."""
+        """Unlock. The file stays (removing it would race with a process about to lock it),
+        except in a folder this lock created that holds nothing else: both go."""
         if self.fd >= 0:
+            if self.created and [p.name for p in self.folder.iterdir()] == [LOCK_FILE]:
+                self.path.unlink(missing_ok=True)
+                self.folder.rmdir()
             os.close(self.fd)  # closing the only descriptor drops the flock
             self.fd = -1
 
