@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import gzip
 import pickle
+import warnings
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,15 +24,17 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .errors import DatasetNotFoundError
+from .errors import DataFileError, DatasetNotFoundError
 
 __all__ = [
     "DATASETS",
     "DatasetInfo",
     "DatasetNotFoundError",
+    "DataFileError",
     "FASHION_MNIST_SYSTEM_DIR",
     "LABEL_NAMES",
     "get_dataset",
+    "imagefolder_classes",
     "train_val_indices",
     "train_transform",
 ]
@@ -118,8 +122,12 @@ class TensorImageDataset(Dataset):
 def _read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (optionally gzipped), the format of MNIST and Fashion-MNIST."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (gzip.BadGzipFile, EOFError, zlib.error) as err:  # not gzip, cut short, failed CRC
+        raise DataFileError(f"{path} is not a readable gzip file ({err or 'it ends early'}); the download is "
+                            f"damaged: fetch the file again (or give the uncompressed file without .gz)") from err
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise ValueError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
     ndim = data[3]
@@ -176,7 +184,16 @@ def _load_idx_split(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tenso
     y = _read_idx(labels)
     if len(x) != len(y):
         raise ValueError(f"{images} holds {len(x)} images but {labels} holds {len(y)} labels")
+    _check_labels(y, 10, labels)
     return torch.from_numpy(x.copy()).unsqueeze(1), torch.from_numpy(y.astype(np.int64))
+
+
+def _check_labels(labels: np.ndarray, num_classes: int, path: Path) -> None:
+    """Every label in [0, num_classes); else a DataFileError naming the file and the first bad one."""
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if bad.size:
+        raise DataFileError(f"{path}: label {int(labels[bad[0]])} at index {int(bad[0])} is outside the "
+                            f"{num_classes} classes ({bad.size} such labels); the file is damaged: fetch it again")
 
 
 _CIFAR_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
@@ -203,6 +220,7 @@ def _load_cifar_split(folder: Path, split: str) -> tuple[torch.Tensor, torch.Ten
             batch = pickle.load(fh, encoding="latin1")
         xs.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
         ys.append(np.asarray(batch["labels"], dtype=np.int64))
+        _check_labels(ys[-1], 10, folder / f)
     return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
 
 
@@ -258,19 +276,61 @@ class SubsetWithTargets(Dataset):
 # --------------------------------------------------------------------------- image folders
 
 
-def _load_imagefolder(root: Path, channels: int, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    from PIL import Image
-    from torchvision.datasets import ImageFolder
+def imagefolder_classes(data_dir: Path) -> list[str]:
+    """Class names of an image folder dataset, numbered alike in both splits: the sub-folders of
+    ``data_dir/train``, sorted (without ``train/``: of ``test/``)."""
+    from torchvision.datasets.folder import find_classes
 
-    folder = ImageFolder(str(root))
+    root = data_dir / "train" if (data_dir / "train").is_dir() else data_dir / "test"
+    return find_classes(str(root))[0]
+
+
+def _imagefolder_samples(data_dir: Path, train_side: bool) -> tuple[list[tuple[str, int]], list[str]]:
+    """(path, label) of a split and the class names; a test class unknown to train/ is an error,
+    a train/ class without test images a warning."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+    classes = imagefolder_classes(data_dir)
+    sub = data_dir / ("train" if train_side else "test")
+    present = classes if train_side else find_classes(str(sub))[0]
+    unknown = sorted(set(present) - set(classes))
+    if unknown:
+        raise DataFileError(f"imagefolder: {sub} has class folders that {data_dir / 'train'} lacks: {', '.join(unknown)}; "
+                            f"the model learns train/'s classes ({', '.join(classes)}): remove them from test/ or add them to train/")
+    missing = [c for c in classes if c not in present]
+    if missing:
+        warnings.warn(f"imagefolder: {sub} has no folder for the train/ class(es) {', '.join(missing)}; "
+                      f"the test accuracy leaves them out", UserWarning, stacklevel=3)
+    samples = make_dataset(str(sub), {c: i for i, c in enumerate(classes) if c in present}, extensions=IMG_EXTENSIONS)
+    return samples, classes
+
+
+def _load_imagefolder(data_dir: Path, train_side: bool, channels: int, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Images ``[N, C, H, W]`` uint8, labels ``[N]`` and class names; unreadable images are
+    skipped with a warning that counts them and names the first."""
+    from PIL import Image
+
+    samples, classes = _imagefolder_samples(data_dir, train_side)
     mode = "L" if channels == 1 else "RGB"
-    images = torch.empty(len(folder), channels, *size, dtype=torch.uint8)
-    for i, (path, _) in enumerate(folder.samples):
-        with Image.open(path) as im:
-            im = im.convert(mode).resize((size[1], size[0]), Image.BILINEAR)
-            arr = np.asarray(im, dtype=np.uint8)
-        images[i] = torch.from_numpy(arr.reshape(size[0], size[1], channels).transpose(2, 0, 1).copy())
-    return images, torch.tensor(folder.targets, dtype=torch.int64), folder.classes
+    images = torch.empty(len(samples), channels, *size, dtype=torch.uint8)
+    targets, bad = [], []
+    for path, target in samples:
+        try:
+            with Image.open(path) as im:
+                im = im.convert(mode).resize((size[1], size[0]), Image.BILINEAR)
+                arr = np.asarray(im, dtype=np.uint8)
+        except Exception as err:  # PIL raises OSError, SyntaxError, ValueError ... on damaged files
+            bad.append(f"{path} ({err})")
+            continue
+        images[len(targets)] = torch.from_numpy(arr.reshape(size[0], size[1], channels).transpose(2, 0, 1).copy())
+        targets.append(target)
+    if bad:
+        where = data_dir / ("train" if train_side else "test")
+        if not targets:
+            raise DataFileError(f"imagefolder: no readable image in {where}; e.g. {bad[0]}")
+        warnings.warn(f"imagefolder: skipped {len(bad)} unreadable image(s) of {len(samples)} in {where}, "
+                      f"e.g. {bad[0]}", UserWarning, stacklevel=2)
+    return images[: len(targets)], torch.tensor(targets, dtype=torch.int64), classes
 
 
 # --------------------------------------------------------------------------- event data
@@ -415,7 +475,7 @@ def get_dataset(
                 f"imagefolder: {sub} not found; data_dir must hold train/ and test/, each with "
                 f"one sub-folder of images per class"
             )
-        images, targets, classes = _load_imagefolder(sub, image_shape[0], tuple(image_shape[1:]))
+        images, targets, classes = _load_imagefolder(data_dir, train_side, image_shape[0], tuple(image_shape[1:]))
         base = TensorImageDataset(images, targets)
         base.classes = classes
         num_classes = len(classes)

@@ -13,6 +13,11 @@ __all__ = [
     "HubDownloadError",
     "DatasetNotFoundError",
     "ModelFolderError",
+    "DataFileError",
+    "RunFolderError",
+    "RunLockedError",
+    "CheckpointError",
+    "NonFiniteError",
 ]
 
 
@@ -42,3 +47,28 @@ class DatasetNotFoundError(FileNotFoundError):
 class ModelFolderError(ValueError):
     """A model folder's files are malformed, or its config.json does not fit its weights or the
     registry's architecture for its id."""
+
+
+class DataFileError(ValueError):
+    """A dataset file is there but cannot be used: not gzip, truncated, a failed CRC, a label
+    outside the classes. The message names the file."""
+
+
+class RunFolderError(OSError, ValueError):
+    """A run folder cannot be written: read-only, not a folder, or the disk is full. An OSError
+    (with ``errno`` when one is known) that is also a ValueError, like the zoo's other one-line errors."""
+
+    def __str__(self) -> str:  # OSError would print "[Errno 28] ..." before the message
+        return str(self.args[-1]) if self.args else ""
+
+
+class RunLockedError(RunFolderError):
+    """Another training holds the run folder (its lock file names the process and host)."""
+
+
+class CheckpointError(ChecksumError):
+    """``checkpoint.pt`` is damaged: its sha256 differs from the recorded one, or it is truncated."""
+
+
+class NonFiniteError(FloatingPointError, ValueError):
+    """The training loss or the weights became NaN / inf; nothing of that step was saved."""

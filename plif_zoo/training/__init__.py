@@ -16,12 +16,19 @@ state, position in the epoch; written atomically, loadable with ``weights_only=T
 continues exactly where ``checkpoint.pt`` ended, also in the middle of an epoch
 (``checkpoint_every`` steps).
 
+Faults: ``checkpoint.pt.sha256`` records the checkpoint's sha256 (checked on resume; older
+checkpoints without it are checked by their zip CRCs); ``train.lock`` (flock, names the holder)
+keeps a second training out of the folder; a resume repairs what a kill left (``best.tmp``,
+``best.old``, temporary files); a NaN / inf loss or weight stops the run before anything is
+saved; a read-only folder or a full disk is a one-line RunFolderError.
+
 Distributed: started by ``torchrun`` (``WORLD_SIZE`` > 1), gloo on CPU, NCCL on GPU; each
 rank sees its ``DistributedSampler`` shard and only rank 0 writes.
 
 Modules, each one concern: ``config`` (TrainConfig), ``runtime`` (ranks, device, autocast),
 ``datasets``, ``evaluation``, ``checkpoint``, ``state`` (RunState, Tally, TrainResult),
-``run_dir`` (CSV, summary, best/), ``plots``, ``loop`` (train_one_epoch, train, finetune).
+``run_dir`` (CSV, summary, best/), ``run_lock`` (one run per folder, disk errors), ``plots``,
+``loop`` (train_one_epoch, train, finetune).
 """
 
 from .checkpoint import load_checkpoint

@@ -3,24 +3,35 @@ RunState, written atomically and loadable with ``weights_only=True``.
 
 Format 1 (unchanged since the first release): ``format``, ``config``, ``model``, ``optimizer``,
 ``scheduler``, ``scaler``, ``rng`` (one entry per rank) and the keys of ``RunState.state_dict``.
+
+Verification: ``checkpoint.pt.sha256`` (``sha256sum`` lines) records the file's sha256 when it is
+written; loading checks it and names the file when a byte flipped or a copy was cut short.
+While a new checkpoint replaces the old one the record lists both, so a kill at any moment
+leaves a file that matches it. Checkpoints written before the record existed are checked by
+the CRC32 that ``torch.save``'s zip container stores for every entry.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
+import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
-from .._io import atomic_write
+from .._io import atomic_write, sha256_file
+from ..errors import CheckpointError
 from .config import RUNTIME_KEYS, TrainConfig
+from .run_lock import disk_errors
 from .state import RunState
 
-__all__ = ["CHECKPOINT", "load_checkpoint", "check_resume", "save_checkpoint", "restore_checkpoint", "rng_state"]
+__all__ = ["CHECKPOINT", "CHECKSUMS", "load_checkpoint", "check_resume", "save_checkpoint", "restore_checkpoint", "rng_state"]
 
 CHECKPOINT = "checkpoint.pt"
+CHECKSUMS = CHECKPOINT + ".sha256"  # sha256sum lines of the accepted checkpoint.pt contents
 FORMAT = 1
 
 
@@ -44,14 +55,85 @@ def _tuplify(x):
     return tuple(_tuplify(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
+def _sums_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _recorded(sums: Path) -> list[str] | None:
+    """The sha256 values in a checksum file (None when there is none)."""
+    try:
+        text = sums.read_text()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{sums} cannot be read ({err}); delete it to resume without the check") from err
+    digests = [line.split()[0].lower() for line in text.splitlines() if line.strip()]
+    if not digests or any(len(d) != 64 or set(d) - set("0123456789abcdef") for d in digests):
+        raise CheckpointError(f"{sums} is not a sha256 record of {CHECKPOINT}; delete it to resume without the check")
+    return digests
+
+
+def _sha256_fd(f: BinaryIO) -> str:
+    import hashlib
+
+    f.seek(0)
+    digest = hashlib.file_digest(f, "sha256").hexdigest()
+    f.seek(0)
+    return digest
+
+
+def _check_zip_crc(f: BinaryIO, path: Path) -> None:
+    """A checkpoint without a recorded sha256: the zip container's CRC32 of every entry."""
+    try:
+        with zipfile.ZipFile(f) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is damaged or truncated ({err}); restore it or start a new --out") from err
+    if bad is not None:
+        raise CheckpointError(f"{path} is damaged: entry {bad} fails its CRC; restore it or start a new --out")
+    f.seek(0)
+
+
+def _verify(f: BinaryIO, path: Path) -> bool:
+    """Check the open file ``f`` of ``path`` against its record (or its zip CRCs when it has none).
+
+    False when a training replaced the file or its record meanwhile (open it again); a
+    CheckpointError when the bytes do not match a record that stayed put."""
+    sums = _sums_path(path)
+    before = _recorded(sums)
+    if before is None:
+        _check_zip_crc(f, path)
+        return True
+    digest = _sha256_fd(f)
+    if digest in before:
+        return True
+    if _recorded(sums) != before or os.stat(path).st_ino != os.fstat(f.fileno()).st_ino:
+        return False
+    raise CheckpointError(
+        f"{path} is damaged: its sha256 {digest[:16]}... differs from the one recorded in {sums.name} "
+        f"when it was written (a changed byte or a copy cut short); restore it or start a new --out"
+    )
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A run's checkpoint, loaded safely (``weights_only=True``)."""
+    """A run's checkpoint, verified (see the module's docstring) and loaded with ``weights_only=True``."""
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}; start the run without --resume")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    for _ in range(5):  # a training writing a new checkpoint meanwhile: read it again
+        if not path.is_file():
+            raise FileNotFoundError(f"no checkpoint at {path}; start the run without --resume")
+        with open(path, "rb") as f:  # one descriptor: the bytes checked are the bytes loaded
+            if not _verify(f, path):
+                continue
+            try:
+                return torch.load(f, map_location="cpu", weights_only=True)
+            except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError ... on bad bytes
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise CheckpointError(
+                    f"{path} cannot be loaded as a checkpoint ({first}); restore it or start a new --out"
+                ) from err
+    raise CheckpointError(f"{path} kept changing while it was read; stop the training that writes it first")
 
 
 def check_resume(cfg: TrainConfig, out: Path, resume: bool) -> dict[str, Any] | None:
@@ -74,8 +156,11 @@ def check_resume(cfg: TrainConfig, out: Path, resume: bool) -> dict[str, Any] | 
 
 
 def save_checkpoint(path: Path, cfg: TrainConfig, state: RunState, parts: dict[str, Any], rng: list[dict]) -> None:
-    """Write ``path`` atomically. ``parts``: model, optimizer, scheduler, scaler (their
-    ``state_dict()`` is stored); ``rng``: every rank's :func:`rng_state`, in rank order."""
+    """Write ``path`` atomically with its sha256 record. ``parts``: model, optimizer, scheduler,
+    scaler (their ``state_dict()`` is stored); ``rng``: every rank's :func:`rng_state`, in rank order.
+
+    On a full disk the previous checkpoint stays, matching its record, and no temporary file is left.
+    """
     ckpt = {
         "format": FORMAT,
         "config": dataclasses.asdict(cfg),
@@ -83,7 +168,28 @@ def save_checkpoint(path: Path, cfg: TrainConfig, state: RunState, parts: dict[s
         "rng": rng,
         **state.state_dict(),
     }
-    atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
+    sums = _sums_path(path)
+    try:
+        previous = _recorded(sums)
+    except CheckpointError:  # an unreadable record is rewritten, not a reason to stop training
+        previous = None
+    if previous is None:  # first checkpoint, or one written before the records: hash what is there
+        previous = [sha256_file(path)] if path.is_file() else []
+    written: list[str] = []
+
+    def write(tmp: Path) -> None:
+        torch.save(ckpt, tmp)
+        written.append(sha256_file(tmp))
+        # Before the rename: both the old and the new file match the record.
+        atomic_write(sums, _sha256_lines([written[0], *previous]))
+
+    with disk_errors("checkpoint", path, "the previous checkpoint is intact"):
+        atomic_write(path, write)
+        atomic_write(sums, _sha256_lines(written))
+
+
+def _sha256_lines(digests: list[str]) -> str:
+    return "".join(f"{d}  {CHECKPOINT}\n" for d in dict.fromkeys(digests))
 
 
 def restore_checkpoint(ckpt: dict[str, Any], parts: dict[str, Any], rank: int, device: torch.device) -> RunState:

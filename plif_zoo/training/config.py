@@ -8,6 +8,7 @@ per epoch, MSE between the voted firing rates and the one-hot label, batch 16, s
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,9 @@ class TrainConfig:
     backend: str = "auto"  # neuron / pooling backend
     image_shape: list[int] | None = None  # [C, H, W] for imagefolder data; None: the model's input
 
+    def __post_init__(self) -> None:
+        check_config(self)  # a TrainConfig built in Python is checked like one read from a file
+
 
 # Values that may change when a run is resumed; the rest must match the checkpoint.
 RUNTIME_KEYS = {
@@ -91,19 +95,47 @@ def load_config(model_or_config: str, **overrides: Any) -> TrainConfig:
     return cfg
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# (name, smallest allowed value, may be None): integers of the recipe and of the runtime
+_INTS = (
+    ("epochs", 1, False), ("batch_size", 1, False), ("t_max", 1, False), ("eval_batch_size", 1, False),
+    ("checkpoint_every", 0, False), ("num_workers", 0, False), ("T", 1, True), ("num_classes", 1, True),
+    ("max_train_samples", 1, True), ("max_eval_samples", 1, True), ("threads", 1, True),
+)
+
+
 def check_config(cfg: TrainConfig) -> None:
-    """Raise ValueError naming the first value outside its range."""
-    for name in ("epochs", "batch_size", "t_max", "eval_batch_size"):
-        if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 1:
-            raise ValueError(f"{name} must be a positive integer, got {getattr(cfg, name)!r}")
-    if not cfg.lr > 0:
-        raise ValueError(f"lr must be > 0, got {cfg.lr}")
-    if not 0 <= cfg.val_fraction < 1:
-        raise ValueError(f"val_fraction must lie in [0, 1), got {cfg.val_fraction}")
-    for name in ("max_train_samples", "max_eval_samples"):
+    """Raise ValueError naming the first value outside its range (every numeric field: non-finite
+    numbers, wrong types and out-of-range values are refused, whether from a YAML file, the CLI
+    or Python)."""
+    for name, low, optional in _INTS:
         v = getattr(cfg, name)
-        if v is not None and v < 1:
-            raise ValueError(f"{name} must be >= 1, got {v}")
+        if v is None and optional:
+            continue
+        if not _is_int(v) or v < low:
+            what = "a positive integer" if low == 1 else "an integer >= 0"
+            raise ValueError(f"{name} must be {what}{' or None' if optional else ''}, got {v!r}")
+    if not _is_number(cfg.lr) or cfg.lr <= 0:
+        raise ValueError(f"lr must be a finite number > 0, got {cfg.lr!r}")
+    if not _is_number(cfg.weight_decay) or cfg.weight_decay < 0:
+        raise ValueError(f"weight_decay must be a finite number >= 0, got {cfg.weight_decay!r}")
+    if not _is_number(cfg.val_fraction) or not 0 <= cfg.val_fraction < 1:
+        raise ValueError(f"val_fraction must lie in [0, 1), got {cfg.val_fraction!r}")
+    if not _is_int(cfg.seed) or not -(2**63) <= cfg.seed < 2**63:
+        raise ValueError(f"seed must be an integer (64-bit), got {cfg.seed!r}")
+    if cfg.image_shape is not None and (
+        len(cfg.image_shape) != 3 or not all(_is_int(d) and d >= 1 for d in cfg.image_shape)
+    ):
+        raise ValueError(f"image_shape must be [C, H, W] of positive integers, got {cfg.image_shape!r}")
+    if not isinstance(cfg.model_kwargs, dict):
+        raise ValueError(f"model_kwargs must be a mapping, got {cfg.model_kwargs!r}")
 
 
 def resolve_config(config: TrainConfig | str | None, overrides: dict[str, Any]) -> TrainConfig:

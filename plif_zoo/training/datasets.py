@@ -18,7 +18,7 @@ from .. import data as data_mod
 from .config import TrainConfig, dataset_of
 from .runtime import Dist
 
-__all__ = ["training_datasets", "eval_slice", "subset", "model_input_shape", "eval_loader", "num_classes_of"]
+__all__ = ["training_datasets", "eval_slice", "subset", "model_input_shape", "eval_loader", "num_classes_of", "check_num_classes"]
 
 
 def training_datasets(cfg: TrainConfig, model: nn.Module | None = None) -> dict[str, Dataset]:
@@ -90,5 +90,20 @@ def num_classes_of(cfg: TrainConfig) -> int:
         root = Path(cfg.data_dir or ".") / "train"
         if not root.is_dir():
             raise data_mod.DatasetNotFoundError(f"imagefolder: {root} not found; data_dir must hold train/ and test/")
-        return sum(1 for p in root.iterdir() if p.is_dir())
+        return len(data_mod.imagefolder_classes(root.parent))
+    if cfg.dataset not in data_mod.DATASETS:
+        raise ValueError(f"unknown dataset {cfg.dataset!r}; choose one of {', '.join(data_mod.DATASETS)} or imagefolder")
     return data_mod.DATASETS[cfg.dataset].num_classes
+
+
+def check_num_classes(cfg: TrainConfig) -> int:
+    """The run's class count: ``cfg.num_classes`` when it matches the data, else a ValueError."""
+    found = num_classes_of(cfg)
+    if cfg.num_classes is not None and cfg.num_classes != found:
+        if cfg.dataset == "imagefolder":
+            root = Path(cfg.data_dir or ".") / "train"
+            where = f"{root} has {found} class folders ({', '.join(data_mod.imagefolder_classes(root.parent))})"
+        else:
+            where = f"{cfg.dataset} has {found} classes"
+        raise ValueError(f"num_classes is {cfg.num_classes} but {where}; pass --num-classes {found}")
+    return found

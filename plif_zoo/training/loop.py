@@ -7,6 +7,7 @@ in :class:`~plif_zoo.training.state.RunState`.
 
 from __future__ import annotations
 
+import math
 import random
 import sys
 import time
@@ -19,15 +20,18 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from ..errors import NonFiniteError, RunFolderError
 from ..factory import create_model, load
 from .checkpoint import CHECKPOINT, check_resume, restore_checkpoint, rng_state, save_checkpoint
 from .config import TrainConfig, resolve_config
-from .datasets import eval_loader, num_classes_of, training_datasets
+from .datasets import check_num_classes, eval_loader, training_datasets
 from .evaluation import run_eval
-from .run_dir import RunWriter, hardware_name, plif_taus, save_best, write_summary
+from .run_dir import RunWriter, hardware_name, plif_taus, recover_best, save_best, write_summary
+from .run_lock import RunLock, remove_stale_temps
 from .runtime import (
     Dist,
     Stop,
+    all_sum,
     any_rank,
     autocast,
     barrier,
@@ -96,10 +100,11 @@ def _build_run(cfg: TrainConfig, model: nn.Module | None, ckpt: dict | None, dis
     # Same initial weights on every rank; dropout masks differ per rank.
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
+    num_classes = check_num_classes(cfg)  # before any weights are loaded or data read
     if model is None:
         # A resumed run overwrites the weights, but a model known only by its folder must still be loaded.
         pretrained = cfg.pretrained and (ckpt is None or ":" in cfg.model)
-        model = _build_model(cfg, cfg.num_classes or num_classes_of(cfg), pretrained=pretrained)
+        model = _build_model(cfg, num_classes, pretrained=pretrained)
     # Rank 0 converts event data to frames (SpikingJelly's cache) before the others read it.
     barrier(dist, first=True)
     sets = training_datasets(cfg, model)
@@ -139,8 +144,21 @@ def _start(run: Run, state: RunState, resumed: bool, progress: bool | None) -> N
                                      shuffle=True, seed=cfg.seed)
 
 
+def _check_finite(run: Run, state: RunState) -> None:
+    """NonFiniteError when a weight or BatchNorm statistic is NaN / inf: such a model is never
+    saved (every rank holds the same weights, so every rank raises)."""
+    bad = [k for k, v in run.model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise NonFiniteError(
+            f"the weights became non-finite in epoch {state.epoch + 1} ({', '.join(bad[:3])}"
+            f"{', ...' if len(bad) > 3 else ''}); not saved: {run.out / CHECKPOINT} and best/ keep the last "
+            f"finite state. Lower the learning rate (now {run.cfg.lr}) and start a new --out"
+        )
+
+
 def _save(run: Run, state: RunState) -> None:
     """checkpoint.pt with every rank's RNG state (all ranks take part, rank 0 writes)."""
+    _check_finite(run, state)
     rng = gather(rng_state(run.device), run.dist)
     if run.dist.main:
         save_checkpoint(run.out / CHECKPOINT, run.cfg, state, run.parts(), rng)
@@ -236,9 +254,16 @@ def train_one_epoch(run: Run, state: RunState) -> dict[str, float] | None:
     for x, y in loader:
         loss, correct = _train_step(run, x, y)
         step += 1
+        # One collective for both flags: a stop request, and a loss gone NaN / inf on some rank.
+        interrupt, diverged = (v > 0 for v in all_sum([run.stop.requested, not math.isfinite(loss)], dist, device))
+        if diverged:
+            raise NonFiniteError(
+                f"the training loss became {loss if not math.isfinite(loss) else 'non-finite on another rank'} "
+                f"at epoch {epoch + 1} step {step}; nothing of it was saved: {run.out / CHECKPOINT} and best/ keep "
+                f"the last finite state. Lower the learning rate (now {cfg.lr}) and start a new --out"
+            )
         local.add(loss * len(y), correct, len(y))
         meter.update(step, local)
-        interrupt = any_rank(run.stop.requested, dist, device)
         if step < len(batches) and (interrupt or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)):
             meter.stop_clock(state)
             state.step, state.running = step, base + local.all_reduce(dist, device)
@@ -285,6 +310,7 @@ def _update_best(state: RunState, row: dict[str, Any]) -> bool:
 
 def _finish_epoch(run: Run, state: RunState, row: dict[str, Any], new_best: bool) -> None:
     """Record the epoch, write rank 0's outputs and the checkpoint at the epoch's end."""
+    _check_finite(run, state)
     row["train_wall_s"] = state.wall_s
     tau_row = {"epoch": row["epoch"], **plif_taus(run.model)}
     state.history.append(row)
@@ -328,6 +354,39 @@ def train(
     device = resolve_device(cfg.device, dist)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if resume and not (Path(cfg.out) / CHECKPOINT).is_file():  # before the folder is created or locked
+        raise FileNotFoundError(f"no checkpoint at {Path(cfg.out) / CHECKPOINT}; start the run without --resume")
+    lock = _take_run_folder(Path(cfg.out), dist, device)  # before any data is read
+    try:
+        return _train_locked(cfg, model, resume, progress, dist, device)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _take_run_folder(out: Path, dist: Dist, device: torch.device) -> RunLock | None:
+    """Rank 0 locks the run folder (one training per folder) and repairs what a kill left
+    (best/ mid-swap, temporary files); every rank raises when that fails."""
+    lock, error = None, None
+    if dist.main:
+        try:
+            lock = RunLock(out).acquire()
+            recover_best(out)
+            remove_stale_temps(out)
+        except RunFolderError as err:
+            error = err
+        except OSError as err:
+            error = RunFolderError(err.errno, f"cannot prepare the run folder {out}: {err}")
+            if lock is not None:
+                lock.release()
+    if any_rank(error is not None, dist, device):
+        raise error or RunFolderError(f"rank 0 could not take the run folder {out}; see its message")
+    return lock
+
+
+def _train_locked(cfg: TrainConfig, model: nn.Module | None, resume: bool, progress: bool | None,
+                  dist: Dist, device: torch.device) -> TrainResult:
+    """:func:`train` once the run folder is held."""
     ckpt = check_resume(cfg, Path(cfg.out), resume)
 
     # Model, data and optimizer; then the checkpoint's state, or the initial taus (epoch 0).

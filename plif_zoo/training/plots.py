@@ -7,13 +7,23 @@ import io
 from pathlib import Path
 
 from .._io import atomic_write
+from .run_lock import check_writable, disk_errors
 
 __all__ = ["plot_run"]
 
 
 def _read_csv(path: Path) -> list[dict[str, float]]:
-    with open(path, newline="") as f:
-        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+    """Rows of numbers with an ``epoch`` column; a ValueError naming ``path`` for anything else."""
+    try:
+        with open(path, newline="") as f:
+            rows = [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+    except (ValueError, TypeError, csv.Error) as err:  # UnicodeDecodeError is a ValueError
+        raise ValueError(f"{path} is not a table written by `plif-zoo train` ({err}); "
+                         f"pass the --out folder of a training run") from None
+    if not rows or not all("epoch" in r for r in rows):
+        raise ValueError(f"{path} holds no epochs (no rows with an `epoch` column); pass the --out folder "
+                         f"of a `plif-zoo train` run with at least one finished epoch")
+    return rows
 
 
 def _save(plt, fig, ax, ylabel: str, title: str, path: Path) -> Path:
@@ -26,7 +36,8 @@ def _save(plt, fig, ax, ylabel: str, title: str, path: Path) -> Path:
     png = io.BytesIO()
     fig.savefig(png, dpi=120, format="png")
     plt.close(fig)
-    return atomic_write(path, png.getvalue())
+    with disk_errors("the figure", path):
+        return atomic_write(path, png.getvalue())
 
 
 def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
@@ -46,7 +57,7 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
             f"{metrics_file} not found; pass the --out folder of a `plif-zoo train` run with at least one finished epoch"
         )
     out_dir = Path(out_dir) if out_dir is not None else run_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(out_dir, "plot folder")  # before reading or drawing anything
     rows = _read_csv(metrics_file)
     epochs = [r["epoch"] for r in rows]
     written = []
@@ -60,7 +71,7 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
     written.append(_save(plt, fig, ax, "top-1 accuracy (%)", f"{run_dir.name}: accuracy", out_dir / "accuracy.png"))
 
     tau_file = run_dir / "tau.csv"
-    taus = _read_csv(tau_file) if tau_file.is_file() else []
+    taus = _read_csv(tau_file) if tau_file.is_file() and tau_file.stat().st_size else []
     layers = [k for k in taus[0] if k != "epoch"] if taus else []
     if layers:
         fig, ax = plt.subplots(figsize=(6, 4))

@@ -23,9 +23,10 @@ from .._io import atomic_write, cpu_name
 from ..factory import save_pretrained
 from ..registry import list_models
 from .config import TrainConfig, dataset_of
+from .run_lock import disk_errors
 from .state import RunState
 
-__all__ = ["RunWriter", "plif_taus", "hardware_name", "write_summary", "save_best"]
+__all__ = ["RunWriter", "plif_taus", "hardware_name", "write_summary", "save_best", "recover_best"]
 
 
 def plif_taus(model: nn.Module) -> dict[str, float]:
@@ -56,7 +57,8 @@ class RunWriter:
 
     def write_config(self, cfg: TrainConfig) -> None:
         if self.enabled:
-            atomic_write(self.out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2))
+            with disk_errors("the run's config", self.out / "config.json"):
+                atomic_write(self.out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2))
 
     def write_tables(self, history: list[dict], taus: list[dict]) -> None:
         if not self.enabled:
@@ -92,7 +94,8 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     w = csv.DictWriter(text, fieldnames=keys)
     w.writeheader()
     w.writerows(rows)
-    atomic_write(path, text.getvalue())
+    with disk_errors("the table", path):
+        atomic_write(path, text.getvalue())
 
 
 def hardware_name(device: torch.device, threads: int, world: int) -> str:
@@ -124,7 +127,8 @@ def write_summary(out: Path, cfg: TrainConfig, state: RunState, hardware: str) -
         "hardware": hardware,
         "recipe": {k: getattr(cfg, k) for k in ("batch_size", "lr", "t_max", "seed", "T", "amp", "val_fraction", "epochs")},
     }
-    atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    with disk_errors("the summary", out / "summary.json"):
+        atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
 
 
 def _card(cfg: TrainConfig, row: dict, hardware: str, wall_s: float, taus: dict[str, float]) -> dict[str, Any]:
@@ -155,13 +159,36 @@ def _card(cfg: TrainConfig, row: dict, hardware: str, wall_s: float, taus: dict[
     return card
 
 
+def recover_best(out: Path) -> None:
+    """Bring ``best/`` back to one complete folder after a kill during :func:`save_best`.
+
+    The swap runs best.tmp (built) -> best -> best.old -> best.tmp -> best -> remove best.old, so
+    ``best.old`` without ``best`` is complete and matches the checkpoint (written after the swap);
+    ``best.tmp`` beside either is unfinished or not yet published; ``best.old`` beside ``best``
+    is a leftover. Call only while holding the run's lock.
+    """
+    best, old, tmp = out / "best", out / "best.old", out / "best.tmp"
+    if not best.exists() and all((old / f).is_file() for f in ("config.json", "model.safetensors")):
+        os.replace(old, best)
+    for leftover in (tmp, old):
+        if leftover.exists():
+            shutil.rmtree(leftover)
+
+
 def save_best(model: nn.Module, out: Path, cfg: TrainConfig, row: dict, hardware: str, wall_s: float) -> None:
     """Replace ``out/best`` with a zoo model folder of ``model``: built in ``best.tmp``, then
-    swapped in (the previous one is kept as ``best.old`` until the new one is in place)."""
+    swapped in (the previous one is kept as ``best.old`` until the new one is in place).
+
+    A kill at any point leaves a state :func:`recover_best` repairs; a full disk leaves the
+    previous ``best/`` and no ``best.tmp``."""
+    recover_best(out)
     tmp = out / "best.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    save_pretrained(model, tmp, **_card(cfg, row, hardware, wall_s, plif_taus(model)))
+    try:
+        with disk_errors("best/", tmp, "the previous best/ is intact"):
+            save_pretrained(model, tmp, **_card(cfg, row, hardware, wall_s, plif_taus(model)))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     best = out / "best"
     old = out / "best.old"
     if best.exists():
