@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -110,10 +113,146 @@ def test_cubin_cache_is_written_once_and_reused(tmp_path, monkeypatch):
     monkeypatch.setenv("PLIF_ZOO_CACHE", str(tmp_path))
     path = build.cached_cubin("max_pool.cu", "sm_80")
     assert path.parent == tmp_path / "cuda" and path.stat().st_size > 0  # one layout: _io.cache_dir
-    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left behind
+    # the cubin and its recorded sha256; no temporary left behind
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name, path.name + ".sha256"]
     stamp = path.stat().st_mtime_ns
     assert build.cached_cubin("max_pool.cu", "sm_80") == path
     assert path.stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("damage", ["half", "4KiB", "no record"])
+def test_damaged_cached_cubin_is_rebuilt_not_loaded(tmp_path, monkeypatch, damage):
+    monkeypatch.setenv("PLIF_ZOO_CACHE", str(tmp_path))
+    path = build.cached_cubin("max_pool.cu", "sm_80")
+    good = path.read_bytes()
+    if damage == "no record":  # a cubin cached before records were kept
+        build.digest_path(path).unlink()
+    else:
+        with open(path, "r+b") as f:
+            f.truncate(len(good) // 2 if damage == "half" else 4096)
+    assert not build.intact(path)
+    assert build.cached_cubin("max_pool.cu", "sm_80") == path
+    assert path.read_bytes() == good and build.intact(path)
+
+
+def test_unwritable_cache_is_a_clear_error(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("PLIF_ZOO_CACHE", str(tmp_path / "file"))  # a folder under a file
+    with pytest.raises(RuntimeError, match="PLIF_ZOO_CACHE to a writable folder"):
+        build.cached_cubin("max_pool.cu", "sm_80")
+
+
+def test_nvrtc_without_support_for_the_arch_is_named():
+    archs = build.supported_archs()
+    assert 80 in archs and 90 in archs
+    old = next(n for n in (70, 72, 60) if n not in archs)  # NVRTC 13 dropped sm_70 / sm_72
+    with pytest.raises(RuntimeError, match=rf"cannot compile for sm_{old}.*plif-zoo\[cuda12\]"):
+        build.check_toolchain(f"sm_{old}")
+
+
+@pytest.mark.parametrize("driver,extra,package", [(12080, "cuda12", "cupy-cuda12x"),
+                                                  (12020, "cuda12", "cupy-cuda12x"),
+                                                  (13000, "cuda", "cupy-cuda13x")])
+def test_install_hint_names_the_package_for_the_driver(driver, extra, package):
+    hint = kernels.install_hint(driver)
+    assert f"plif-zoo[{extra}]" in hint and package in hint
+    assert "cuda12" in kernels.install_hint(None) and "plif-zoo[cuda]" in kernels.install_hint(None)
+
+
+# A machine that has a GPU (as torch and cupy report it: sm_90) but lacks what the first build
+# needs. The NVRTC library is hidden where cuda-bindings looks for it (cuda.pathfinder), so its
+# first call raises the DynamicLibNotFoundError that a missing libnvrtc gives.
+_FAKE_GPU = """
+import json, sys, types, warnings
+import torch
+import cuda.pathfinder._dynamic_libs.load_nvidia_dynamic_lib as finder
+from cuda.pathfinder import DynamicLibNotFoundError
+
+CASE = sys.argv[1]
+if CASE == "no libnvrtc":
+    real = finder._load_lib_no_cache
+    def hidden(name):
+        if name == "nvrtc":
+            raise DynamicLibNotFoundError('Failure finding "libnvrtc.so*": not on this machine')
+        return real(name)
+    finder._load_lib_no_cache = hidden
+loaded = []
+class RawModule:
+    def __init__(self, path):
+        loaded.append(path)
+    def get_function(self, name):
+        return name
+class Device:
+    def __init__(self, index): pass
+    def __enter__(self): return self
+    def __exit__(self, *exc): return False
+cupy = types.ModuleType("cupy")
+cupy.RawModule = RawModule
+cupy.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1), Device=Device)
+sys.modules["cupy"] = cupy
+torch.cuda.is_available = lambda: True
+torch.cuda.current_device = lambda: 0
+torch.cuda.get_device_capability = lambda index=None: (7, 0) if CASE == "sm_70" else (9, 0)
+
+from torch._subclasses.fake_tensor import FakeTensorMode
+from spikingjelly.activation_based import surrogate
+from plif_zoo import backends, cuda
+from plif_zoo.cuda import build
+from plif_zoo.neurons import NeuronConfig
+
+if CASE == "no headers":
+    import cuda.pathfinder
+    cuda.pathfinder.find_nvidia_header_directory = lambda name: None
+    build.SYSTEM_INCLUDE_DIRS = ()
+cfg = NeuronConfig(True, 1.0, 0.0, True, surrogate.ATan(alpha=2.0), False)
+warnings.simplefilter("always")
+with warnings.catch_warnings(record=True) as caught, FakeTensorMode():
+    x = torch.empty(4, 2, 8, device="cuda")
+    names = [backends.resolve("auto", x, cfg) for _ in range(3)]
+    try:
+        backends.resolve("cupy", x, cfg)
+        explicit = ""
+    except ValueError as err:
+        explicit = str(err)
+print(json.dumps(dict(why=cuda.why_unavailable(), names=names, explicit=explicit, loaded=loaded,
+                      warnings=[str(w.message) for w in caught if w.category is RuntimeWarning])))
+"""
+
+
+def _fake_gpu(case: str, cache) -> dict:
+    env = dict(os.environ, PLIF_ZOO_CACHE=str(cache))
+    done = subprocess.run([sys.executable, "-c", _FAKE_GPU, case], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("case,cause", [
+    ("no libnvrtc", "NVRTC library cannot be loaded"),
+    ("no headers", "cannot find the CUDA headers"),
+    ("sm_70", "cannot compile for sm_70"),
+    ("read-only cache", "PLIF_ZOO_CACHE to a writable folder"),
+])
+def test_auto_falls_back_with_one_warning_when_the_first_build_would_fail(tmp_path, case, cause):
+    """Availability means "the kernels were built and loaded": where the first launch would
+    fail, auto uses the torch reference with one warning naming the cause, and an explicit
+    backend="cupy" is an error naming it."""
+    cache = tmp_path / "cache"
+    if case == "read-only cache":
+        cache.write_text("")  # a file where the cache folder should be: nothing can be written
+    got = _fake_gpu(case, cache)
+    assert cause in got["why"]
+    assert got["names"] == ["torch"] * 3 and got["loaded"] == []
+    assert len(got["warnings"]) == 1
+    assert "CuPy backend unavailable" in got["warnings"][0] and cause in got["warnings"][0]
+    assert "backend='cupy' is not available" in got["explicit"] and cause in got["explicit"]
+
+
+def test_cupy_is_available_once_every_source_is_built_and_loaded(tmp_path):
+    got = _fake_gpu("ok", tmp_path)
+    assert got["why"] == "" and got["names"] == ["cupy"] * 3 and got["warnings"] == []
+    assert sorted(Path(p).name.split("-")[0] for p in got["loaded"]) == ["max_pool", "neuron"]
+    assert all(build.intact(Path(p)) for p in got["loaded"])
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
