@@ -149,9 +149,9 @@ def multi_step(
     name = backends.resolve(backend, x_seq, cfg)
     compute = torch.promote_types(x_seq.dtype, torch.float32)
     if x_seq.dim() >= 1 and x_seq.shape[0] == 0:  # T = 0: no step, so no spike and V = v_init
+        # clones of the empty input keep it in the autograd graph, as any number of steps does
         v_init = v_init.to(compute)
-        return x_seq.new_empty(x_seq.shape), (x_seq.new_empty(x_seq.shape, dtype=compute)
-                                              if cfg.store_v_seq else v_init)
+        return x_seq.clone(), (x_seq.to(compute).clone() if cfg.store_v_seq else v_init)
     k = k.to(device=x_seq.device, dtype=compute)
     if name != "torch":
         return backends.get(name).neuron_multi_step(x_seq, v_init, k, cfg)

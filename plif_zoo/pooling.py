@@ -20,7 +20,7 @@ __all__ = ["SpikeMaxPool2d", "SpikeAvgPool2d", "max_pool_multi_step"]
 
 def _pair(v: int | tuple[int, int], name: str = "kernel_size") -> tuple[int, int]:
     """An int or a pair -> a pair of positive ints (h, w)."""
-    pair = (v, v) if isinstance(v, int) else tuple(v)
+    pair = (v, v) if isinstance(v, int) else tuple(v) if isinstance(v, (tuple, list)) else ()
     if len(pair) != 2 or not all(isinstance(p, int) and not isinstance(p, bool) and p > 0 for p in pair):
         raise ValueError(f"{name} must be a positive int or a pair of them, got {v!r}")
     return pair

@@ -416,6 +416,26 @@ def test_max_pool_bodies_match_max_pool2d(harness, dtype, kernel, hw, k2):
         assert torch.equal(grad_x.float(), xr.grad)
 
 
+@pytest.mark.parametrize("k2", [True, False])
+def test_max_pool_bodies_send_the_gradient_to_the_nan_max_pool2d_picks(harness, k2):
+    """A window holding NaN outputs NaN; nn.MaxPool2d's gradient goes to its last NaN."""
+    nan = float("nan")
+    x = torch.tensor([[1.0, nan, 0.0, 1.0], [nan, 2.0, 1.0, nan],
+                      [nan, nan, 3.0, 4.0], [nan, nan, 5.0, 0.0]]).view(1, 4, 4)
+    y = torch.empty(1, 2, 2)
+    arg = torch.empty(y.shape, dtype=torch.uint8)
+    args = (y.numel(), 4, 4, 2, 2, 2, 2)
+    assert harness.host_max_pool(0, 0, int(k2), _ptr(x), _ptr(arg), _ptr(y), *args) == 0
+    xr = x.clone().requires_grad_(True)
+    want = F.max_pool2d(xr, 2, 2)
+    assert torch.equal(y.isnan(), want.isnan()) and torch.equal(y.nan_to_num(), want.nan_to_num())
+    grad_y = torch.tensor([[[1.0, 2.0], [3.0, 4.0]]])
+    grad_x = torch.zeros_like(x)
+    assert harness.host_max_pool(0, 1, int(k2), _ptr(grad_y), _ptr(arg), _ptr(grad_x), *args) == 0
+    want.backward(grad_y)
+    assert torch.equal(grad_x, xr.grad)
+
+
 # ---- the launchers (ops.py) against the emulated launch ----------------------------------------
 
 _PTX_TYPES = {np.uint64: ("u64", "b64"), np.int64: ("u64", "s64", "b64"),
@@ -522,8 +542,8 @@ def test_neuron_launchers_fall_back_to_one_neuron_per_thread_when_misaligned(emu
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-@pytest.mark.parametrize("kernel,hw,variant", [((2, 2), (8, 10), "k2"), ((2, 2), (7, 9), "any"),
-                                               ((3, 3), (9, 10), "any")])
+@pytest.mark.parametrize("kernel,hw,variant", [((2, 2), (8, 10), "k2"), ((2, 2), (7, 10), "k2"),
+                                               ((2, 2), (7, 9), "any"), ((3, 3), (9, 10), "any")])
 def test_max_pool_launchers_match_max_pool2d(emulated, dtype, kernel, hw, variant):
     gen = torch.Generator().manual_seed(12)
     x = (torch.rand(3, 2, 5, *hw, generator=gen) < 0.3).to(dtype)
