@@ -597,3 +597,39 @@ def test_cupy_ops_trace_with_fake_cuda_tensors():
     assert s.shape == x.shape and s.dtype == torch.float16 and s.device.type == "cuda"
     assert v.shape == x.shape[1:] and v.dtype == torch.float32 and h.shape == x.shape
     assert y.shape == (4, 2, 3, 4, 4) and arg.dtype == torch.uint8
+
+
+# ---- the device run cannot pass without running a kernel -----------------------------------
+
+
+def _load_benchmark():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_neurons", Path(__file__).resolve().parents[1] / "benchmarks" / "neurons.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_neuron_benchmark_fails_when_the_cupy_rows_failed():
+    bench = _load_benchmark()
+    row = dict(kind="neuron", dtype="float32", steps=8, log2=20)
+    ok = {**row, "impl": "plif-zoo cupy", "ms": 1.0}
+    bad = {**row, "impl": "plif-zoo cupy", "error": "ValueError: backend='cupy' is not available"}
+    peer = {**row, "impl": "SJ 2.0.0", "ms": 2.0}
+    assert bench.cupy_failures([ok, peer]) == ""
+    assert "every plif-zoo cupy row failed" in bench.cupy_failures([bad, bad, peer])
+    assert "1 of 2" in bench.cupy_failures([ok, bad, peer])
+    assert "no plif-zoo cupy row" in bench.cupy_failures([peer])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_gpu_check_fails_fast_and_clearly_without_a_gpu(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
+    done = subprocess.run(["bash", str(script)], env=dict(os.environ, OUT=str(tmp_path)),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "gpu_check: FAILED" in done.stdout and "GPU" in done.stdout
+    assert "gpu_check: FAILED" in (tmp_path / "gpu_check.log").read_text()
+    assert not (tmp_path / "gpu_tests.xml").exists()  # no test ran
