@@ -68,8 +68,21 @@ def _first_build_problem(index: int) -> str:
             ops.load(torch.device("cuda", index), source)
     except Exception as err:  # any failure means: not usable here; the message says why
         return (f"the CUDA kernels cannot be built or loaded for GPU {index} "
-                f"(sm_{major}{minor}): {err}")
+                f"(sm_{major}{minor}): {err}{_driver_mismatch()}")
     return ""
+
+
+def _driver_mismatch() -> str:
+    """A hint when NVRTC is newer than the driver (its cubins would not load), else ''."""
+    driver = driver_cuda_version()
+    try:
+        nvrtc_major = int(build.nvrtc_version().split(".")[0])
+    except Exception:  # no NVRTC: the error above already says so
+        return ""
+    if driver is None or nvrtc_major <= driver // 1000:
+        return ""
+    return (f"; NVRTC {nvrtc_major} makes cubins that this CUDA {driver // 1000} driver cannot "
+            f"load: {install_hint(driver)}")
 
 
 def driver_cuda_version() -> int | None:
