@@ -201,8 +201,8 @@ from plif_zoo.cuda import build
 from plif_zoo.neurons import NeuronConfig
 
 if CASE == "no headers":
-    import cuda.pathfinder
-    cuda.pathfinder.find_nvidia_header_directory = lambda name: None
+    import cuda.pathfinder as pathfinder
+    pathfinder.find_nvidia_header_directory = lambda name: None
     build.SYSTEM_INCLUDE_DIRS = ()
 cfg = NeuronConfig(True, 1.0, 0.0, True, surrogate.ATan(alpha=2.0), False)
 warnings.simplefilter("always")
