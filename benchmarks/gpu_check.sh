@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# The one device run of the CuPy backend: GPU tests, then benchmarks/neurons.py; results in $OUT.
+# The one device run of the CuPy backend: every GPU test (the zoo model on backend="cupy" against
+# "torch" in float32 / float16 / bfloat16 among them), memcheck where compute-sanitizer exists,
+# then benchmarks/neurons.py; results in $OUT. Fails fast without a GPU, and fails when every
+# GPU test skipped or every cupy benchmark row failed: a run that executed no kernel is no pass.
 #
 # 1. Here, on a machine that reaches PyPI, in the repo root, once:
 #      bash benchmarks/gpu_check.sh --fetch-wheels
@@ -29,6 +32,17 @@ exec > >(tee "$OUT/gpu_check.log") 2>&1
 export PYTHONUNBUFFERED=1 PLIF_ZOO_CACHE=/tmp/plif_zoo_kernels
 PY=python3
 
+# Fail fast, before installing anything, where there is no GPU to check.
+if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
+  echo "gpu_check: FAILED: no NVIDIA GPU here (nvidia-smi is missing or lists none);"
+  echo "gpu_check: run this on the device machine (see the top of this file)"
+  exit 2
+fi
+if ! $PY -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+  echo "gpu_check: FAILED: torch sees no CUDA device (torch without CUDA, or a driver too old)"
+  exit 2
+fi
+
 if ! ls .whl/sj2/*.whl >/dev/null 2>&1; then
   echo "gpu_check: .whl/sj2 is missing; run 'bash benchmarks/gpu_check.sh --fetch-wheels' first and carry .whl"
   exit 1
@@ -43,20 +57,42 @@ export PYTHONPATH="$PWD:/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 
 date -u
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv
-$PY - <<'PY'
+$PY - <<'PY' || exit 2
+import sys
 import cupy, spikingjelly, torch
 import plif_zoo.cuda as k
 print("torch", torch.__version__, "cupy", cupy.__version__, "spikingjelly", spikingjelly.__file__)
-print("cupy backend available:", k.available(), k.why_unavailable())
+if not k.available():  # availability = the kernels were built and loaded on this GPU
+    sys.exit(f"gpu_check: FAILED: the cupy backend cannot run here: {k.why_unavailable()}")
+print("cupy backend available: kernels built and loaded")
 PY
 
 echo "== compile-only (NVRTC) =="
 $PY -m plif_zoo.cuda --compile-only --arch sm_90 | tail -n 3
 
-echo "== GPU tests =="
-timeout 180 $PY -m pytest -q -p no:cacheprovider tests/test_kernels_gpu.py tests/test_kernels_compile.py \
-  --junitxml="$OUT/gpu_tests.xml"
+echo "== GPU tests (every test marked gpu, the zoo-model cupy-vs-torch check included) =="
+timeout 240 $PY -m pytest -q -rs -p no:cacheprovider -m gpu tests/ --junitxml="$OUT/gpu_tests.xml"
 tests_rc=$?
+# A run where every GPU test skipped proves nothing: count what ran.
+$PY - "$OUT/gpu_tests.xml" <<'PY' || tests_rc=1
+import sys
+import xml.etree.ElementTree as ET
+cases = list(ET.parse(sys.argv[1]).getroot().iter("testcase"))
+skipped = [c for c in cases if c.find("skipped") is not None]
+ran = len(cases) - len(skipped)
+print(f"gpu_check: {ran} GPU tests ran, {len(skipped)} skipped")
+sys.exit(0 if ran > 0 else "gpu_check: FAILED: every GPU test was skipped")
+PY
+
+if command -v compute-sanitizer >/dev/null 2>&1; then
+  echo "== compute-sanitizer memcheck: odd sizes, misaligned views, max-pool =="
+  timeout 240 compute-sanitizer --tool memcheck --error-exitcode 1 \
+    $PY -m pytest -q -p no:cacheprovider tests/test_kernels_gpu.py -k "odd or misaligned or max_pool" \
+    > "$OUT/memcheck.txt" 2>&1 || tests_rc=1
+  tail -n 5 "$OUT/memcheck.txt"
+else
+  echo "(compute-sanitizer is not installed here: no memcheck run)"
+fi
 
 echo "== benchmarks =="
 # shellcheck disable=SC2086
@@ -65,4 +101,4 @@ timeout 360 $PY benchmarks/neurons.py --steps 4 8 16 32 --neurons-log2 20 24 \
 bench_rc=$?
 
 echo "gpu_check: tests rc=$tests_rc, benchmarks rc=$bench_rc"
-[ "$tests_rc" = 0 ] && [ "$bench_rc" = 0 ]
+if [ "$tests_rc" = 0 ] && [ "$bench_rc" = 0 ]; then echo "gpu_check: PASSED"; else echo "gpu_check: FAILED"; exit 1; fi

@@ -241,9 +241,29 @@ def main(argv: list[str] | None = None) -> int:
         rows += bench_pool(args.steps, args.neurons_log2, args.dtypes)
     report(rows, bandwidth)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"device": torch.cuda.get_device_name(), "copy_gbs": bandwidth, "rows": rows}, f, indent=1)
+        from plif_zoo._io import atomic_write  # not at the top: the --sj014 worker has an old SJ
+
+        atomic_write(args.json, json.dumps(
+            {"device": torch.cuda.get_device_name(), "copy_gbs": bandwidth, "rows": rows}, indent=1))
+    problem = cupy_failures(rows)
+    if problem:
+        print(f"benchmarks/neurons.py: FAILED: {problem}", file=sys.stderr)
+        return 1
     return 0
+
+
+def cupy_failures(rows: list[dict]) -> str:
+    """'' when plif-zoo's cupy rows all ran; else what failed (a run where no cupy kernel ran,
+    or one failed, must not pass as a measurement of the kernels)."""
+    ours = [r for r in rows if r["impl"] == "plif-zoo cupy"]
+    failed = [r for r in ours if "error" in r]
+    if not ours:
+        return "no plif-zoo cupy row was measured"
+    if len(failed) == len(ours):
+        return f"every plif-zoo cupy row failed ({len(ours)}), e.g. {failed[0]['error']}"
+    if failed:
+        return f"{len(failed)} of {len(ours)} plif-zoo cupy rows failed, e.g. {failed[0]['error']}"
+    return ""
 
 
 if __name__ == "__main__":

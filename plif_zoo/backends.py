@@ -49,6 +49,27 @@ def available(name: str) -> bool:
     return _MODULES[name].available()
 
 
+_LABELS = {"cpu": "compiled CPU backend", "cupy": "CuPy backend"}
+_warned: set[str] = set()
+
+
+@torch.compiler.assume_constant_result
+def _auto_available(name: str) -> bool:
+    """``available(name)`` for ``backend="auto"``: the first time it is False, one warning
+    names the cause (auto then uses the torch reference, as documented)."""
+    if _MODULES[name].available():
+        return True
+    if name not in _warned:
+        _warned.add(name)
+        warnings.warn(
+            f"plif_zoo: {_LABELS[name]} unavailable ({_MODULES[name].why_unavailable()}); "
+            f"using the slower torch reference",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+    return False
+
+
 def resolve(
     backend: str,
     x: torch.Tensor,
@@ -68,7 +89,7 @@ def resolve(
         return "torch"
     if backend == "auto":
         name = "cupy" if x.is_cuda else "cpu"
-        if not available(name) or (cfg is not None and not _MODULES[name].supports(cfg)):
+        if not _auto_available(name) or (cfg is not None and not _MODULES[name].supports(cfg)):
             return "torch"
     else:
         name = backend
@@ -92,7 +113,7 @@ def _check_explicit(name: str, x: torch.Tensor, cfg: NeuronConfig | None) -> Non
     if name == "cpu" and x.is_cuda:
         raise ValueError("backend='cpu' needs CPU tensors; use backend='auto' or 'cupy' on CUDA")
     if not available(name):
-        hint = "; install it with `pip install plif-zoo[cuda]` or use backend='auto'" if name == "cupy" else ""
+        hint = "; or use backend='auto' (the torch reference where no kernel runs)"
         raise ValueError(f"backend={name!r} is not available: {module.why_unavailable()}{hint}")
     if cfg is not None and not module.supports(cfg):
         raise ValueError(

@@ -143,10 +143,15 @@ def multi_step(
     """Run T steps of the neuron.
 
     x_seq: [T, N, *]; v_init: [N, *]; k: 0-dim decay factor (sigmoid(w) or 1/tau).
-    Returns (spike_seq [T, N, *] in x_seq's dtype, v [N, *] or v_seq [T, N, *]).
+    Returns (spike_seq [T, N, *] in x_seq's dtype, v [N, *] or v_seq [T, N, *]); T = 0 gives
+    empty spikes (and v_seq) and v = v_init, on every backend.
     """
     name = backends.resolve(backend, x_seq, cfg)
     compute = torch.promote_types(x_seq.dtype, torch.float32)
+    if x_seq.dim() >= 1 and x_seq.shape[0] == 0:  # T = 0: no step, so no spike and V = v_init
+        # clones of the empty input keep it in the autograd graph, as any number of steps does
+        v_init = v_init.to(compute)
+        return x_seq.clone(), (x_seq.to(compute).clone() if cfg.store_v_seq else v_init)
     k = k.to(device=x_seq.device, dtype=compute)
     if name != "torch":
         return backends.get(name).neuron_multi_step(x_seq, v_init, k, cfg)
@@ -191,8 +196,9 @@ class _LeakyNode(neuron.BaseNode):
         self.decay_input = bool(decay_input)
         self.backend = backends.check_name(backend)
 
-    def decay(self) -> torch.Tensor:
-        """The 0-dim decay factor k = 1 / tau of the charge equation."""
+    def decay(self, device: torch.device | str | None = None) -> torch.Tensor:
+        """The 0-dim decay factor k = 1 / tau of the charge equation (on ``device`` when it is
+        a constant)."""
         raise NotImplementedError
 
     @property
@@ -206,17 +212,18 @@ class _LeakyNode(neuron.BaseNode):
             self.store_v_seq,
         )
 
-    def _initial_state(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        v = self.v
+    def _initial_state(self, x_seq: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """V before the first step of x_seq [T, N, *] (T may be 0): [N, *]."""
+        v, step_shape = self.v, x_seq.shape[1:]
         if isinstance(v, torch.Tensor):
-            if v.shape != x.shape:
+            if v.shape != step_shape:
                 raise ValueError(
                     f"{type(self).__name__}: the stored membrane potential has shape "
-                    f"{tuple(v.shape)} but this input step has shape {tuple(x.shape)}; call "
+                    f"{tuple(v.shape)} but this input step has shape {tuple(step_shape)}; call "
                     f"spikingjelly.activation_based.functional.reset_net(net) before a new batch"
                 )
-            return v.to(device=x.device, dtype=dtype)
-        return torch.full(x.shape, float(v), device=x.device, dtype=dtype)
+            return v.to(device=x_seq.device, dtype=dtype)
+        return torch.full(step_shape, float(v), device=x_seq.device, dtype=dtype)
 
     def _check_input(self, x: torch.Tensor, min_dim: int) -> None:
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
@@ -236,11 +243,11 @@ class _LeakyNode(neuron.BaseNode):
         """x_seq: [T, N, *] -> spikes [T, N, *]."""
         self._check_input(x_seq, 2)
         compute = torch.promote_types(x_seq.dtype, torch.float32)
-        v_init = self._initial_state(x_seq[0], compute)
-        s_seq, v_out = multi_step(x_seq, v_init, self.decay(), self.config, self.backend)
+        v_init = self._initial_state(x_seq, compute)
+        s_seq, v_out = multi_step(x_seq, v_init, self.decay(x_seq.device), self.config, self.backend)
         if self.store_v_seq:
             self.v_seq = v_out
-            self.v = v_out[-1]
+            self.v = v_out[-1] if len(v_out) else v_init
         else:
             self.v = v_out
         return s_seq
@@ -293,8 +300,8 @@ class PLIFNode(_LeakyNode):
         )
         self.w = torch.nn.Parameter(torch.tensor(-math.log(init_tau - 1.0)))
 
-    def decay(self) -> torch.Tensor:
-        return self.w.sigmoid()
+    def decay(self, device: torch.device | str | None = None) -> torch.Tensor:
+        return self.w.sigmoid()  # on w's device: the model's
 
     @property
     def tau(self) -> float:
@@ -323,8 +330,10 @@ class LIFNode(_LeakyNode):
             step_mode, backend, store_v_seq,
         )
 
-    def decay(self) -> torch.Tensor:
-        return torch.tensor(1.0 / self._tau)
+    def decay(self, device: torch.device | str | None = None) -> torch.Tensor:
+        # Made on the input's device (a fill, no host-to-device copy: no stream sync per layer
+        # and step, and CUDA-graph capture works); float32 as torch.tensor(1 / tau) would be.
+        return torch.full((), 1.0 / self._tau, dtype=torch.float32, device=device)
 
     @property
     def tau(self) -> float:

@@ -1,9 +1,10 @@
 """Spike max-pooling (paper Sec. 3.6) and the average-pooling ablation, multi-step.
 
 On binary spikes max-pooling is an OR over the window: a pooled neuron fires when
-any neuron of its window fires. The gradient goes to the first maximal element of
-each window (the one ``nn.MaxPool2d`` picks), recomputed from the input in backward
-instead of keeping int64 indices.
+any neuron of its window fires. The gradient goes to the element of each window that
+``nn.MaxPool2d`` picks (the first maximal one; the last NaN in a window holding NaN),
+recomputed from the input in backward instead of keeping int64 indices. Every backend
+follows these rules, and refuses an input smaller than the window, as ``nn.MaxPool2d`` does.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ __all__ = ["SpikeMaxPool2d", "SpikeAvgPool2d", "max_pool_multi_step"]
 
 def _pair(v: int | tuple[int, int], name: str = "kernel_size") -> tuple[int, int]:
     """An int or a pair -> a pair of positive ints (h, w)."""
-    pair = (v, v) if isinstance(v, int) else tuple(v)
+    pair = (v, v) if isinstance(v, int) else tuple(v) if isinstance(v, (tuple, list)) else ()
     if len(pair) != 2 or not all(isinstance(p, int) and not isinstance(p, bool) and p > 0 for p in pair):
         raise ValueError(f"{name} must be a positive int or a pair of them, got {v!r}")
     return pair
@@ -50,7 +51,12 @@ class _WindowMaxPool(torch.autograd.Function):
         win = _windows(x, ctx.kernel)
         hit = win == win.amax(-1, keepdim=True)
         first = hit & (hit.cumsum(-1) == 1)
-        grad_win = first.to(grad_out.dtype) * grad_out.unsqueeze(-1)
+        # a window holding NaN outputs NaN (amax propagates it); nn.MaxPool2d then sends the
+        # gradient to its last NaN, and so does every backend
+        nan = win.isnan()
+        last_nan = nan & (nan.flip(-1).cumsum(-1).flip(-1) == 1)
+        pick = torch.where(nan.any(-1, keepdim=True), last_nan, first)
+        grad_win = pick.to(grad_out.dtype) * grad_out.unsqueeze(-1)
         M, C, Ho, Wo, _ = grad_win.shape
         grad_win = grad_win.reshape(M, C, Ho, Wo, kh, kw).permute(0, 1, 2, 4, 3, 5)
         grad_x = torch.zeros_like(x)
@@ -63,6 +69,7 @@ def max_pool_multi_step(
 ) -> torch.Tensor:
     """Max-pool ``x_seq: [T, N, C, H, W]`` (or any [M, C, H, W]) -> [T, N, C, Ho, Wo]."""
     kernel_size, stride = _pair(kernel_size), _pair(stride, "stride")
+    _check_fits(x_seq, kernel_size)
     name = backends.resolve(backend, x_seq, pool=(kernel_size, stride))
     if name != "torch":
         return backends.get(name).max_pool_multi_step(x_seq, kernel_size, stride)
@@ -72,6 +79,18 @@ def max_pool_multi_step(
     else:  # overlapping windows: torch's own kernel
         y = F.max_pool2d(flat, kernel_size, stride)
     return y.reshape(*x_seq.shape[:-3], *y.shape[1:])
+
+
+def _check_fits(x: torch.Tensor, kernel: tuple[int, int]) -> None:
+    """An input smaller than the window has no output position: one error on every backend."""
+    if x.dim() < 3:
+        raise ValueError(f"pooling needs [..., C, H, W] input, got shape {tuple(x.shape)}")
+    h, w = x.shape[-2:]
+    if h < kernel[0] or w < kernel[1]:
+        raise ValueError(
+            f"input of height x width {h}x{w} is smaller than the pooling window "
+            f"{kernel[0]}x{kernel[1]}; use a smaller kernel_size or a larger input"
+        )
 
 
 class _SpikePool2d(torch.nn.Module, base.StepModule):
@@ -123,6 +142,7 @@ class SpikeAvgPool2d(_SpikePool2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)
+        _check_fits(x, self.kernel_size)
         backends.resolve(self.backend, x)  # same errors as max-pooling for a bad backend
         flat = x.flatten(0, x.dim() - 4)
         y = F.avg_pool2d(flat, self.kernel_size, self.stride)

@@ -450,8 +450,40 @@ def test_concurrent_builds_leave_one_complete_library(tmp_path, monkeypatch):
     for t in workers:
         t.join()
     assert not errors and len(set(paths)) == 1
-    assert [p.name for p in (cache / "cpu").iterdir()] == [paths[0].name]  # no temporary leftovers
+    # the library and its recorded sha256, no temporary leftovers
+    assert sorted(p.name for p in (cache / "cpu").iterdir()) == [paths[0].name, paths[0].name + ".sha256"]
+    assert _build.intact(paths[0])
     assert ctypes.CDLL(str(paths[0])).plif_tiny() == 7
+
+
+@pytest.mark.parametrize("damage", ["half", "4KiB"])
+def test_damaged_cached_library_is_rebuilt_and_the_run_works(tmp_path, damage):
+    """A cached .so cut short (a full disk, a copy cut short) once killed every process with
+    SIGBUS at load; its recorded sha256 no longer matches, so it is rebuilt."""
+    built = _build._build()  # this machine's library, under the default cache
+    cache = tmp_path / "cache"
+    (cache / "cpu").mkdir(parents=True)
+    target = cache / "cpu" / built.name
+    shutil.copy(built, target)
+    shutil.copy(_build.digest_path(built), _build.digest_path(target))
+    good = built.read_bytes()
+    with open(target, "r+b") as f:
+        f.truncate(len(good) // 2 if damage == "half" else 4096)
+    script = textwrap.dedent(
+        """
+        import torch
+        from plif_zoo import PLIFNode
+        x = torch.randn(4, 3, 5) * 2
+        s = PLIFNode(backend="cpu")(x)
+        assert torch.equal(s, PLIFNode(backend="torch")(x))
+        print("ran")
+        """
+    )
+    env = dict(os.environ, PLIF_ZOO_CACHE=str(cache))
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-2000:]}"
+    assert done.stdout.strip() == "ran"
+    assert _build.intact(target) and target.stat().st_size > len(good) // 2
 
 
 def test_compiler_failure_is_reported(tmp_path, monkeypatch):

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -110,10 +113,146 @@ def test_cubin_cache_is_written_once_and_reused(tmp_path, monkeypatch):
     monkeypatch.setenv("PLIF_ZOO_CACHE", str(tmp_path))
     path = build.cached_cubin("max_pool.cu", "sm_80")
     assert path.parent == tmp_path / "cuda" and path.stat().st_size > 0  # one layout: _io.cache_dir
-    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left behind
+    # the cubin and its recorded sha256; no temporary left behind
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name, path.name + ".sha256"]
     stamp = path.stat().st_mtime_ns
     assert build.cached_cubin("max_pool.cu", "sm_80") == path
     assert path.stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("damage", ["half", "4KiB", "no record"])
+def test_damaged_cached_cubin_is_rebuilt_not_loaded(tmp_path, monkeypatch, damage):
+    monkeypatch.setenv("PLIF_ZOO_CACHE", str(tmp_path))
+    path = build.cached_cubin("max_pool.cu", "sm_80")
+    good = path.read_bytes()
+    if damage == "no record":  # a cubin cached before records were kept
+        build.digest_path(path).unlink()
+    else:
+        with open(path, "r+b") as f:
+            f.truncate(len(good) // 2 if damage == "half" else 4096)
+    assert not build.intact(path)
+    assert build.cached_cubin("max_pool.cu", "sm_80") == path
+    assert path.read_bytes() == good and build.intact(path)
+
+
+def test_unwritable_cache_is_a_clear_error(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("PLIF_ZOO_CACHE", str(tmp_path / "file"))  # a folder under a file
+    with pytest.raises(RuntimeError, match="PLIF_ZOO_CACHE to a writable folder"):
+        build.cached_cubin("max_pool.cu", "sm_80")
+
+
+def test_nvrtc_without_support_for_the_arch_is_named():
+    archs = build.supported_archs()
+    assert 80 in archs and 90 in archs
+    old = next(n for n in (70, 72, 60) if n not in archs)  # NVRTC 13 dropped sm_70 / sm_72
+    with pytest.raises(RuntimeError, match=rf"cannot compile for sm_{old}.*plif-zoo\[cuda12\]"):
+        build.check_toolchain(f"sm_{old}")
+
+
+@pytest.mark.parametrize("driver,extra,package", [(12080, "cuda12", "cupy-cuda12x"),
+                                                  (12020, "cuda12", "cupy-cuda12x"),
+                                                  (13000, "cuda", "cupy-cuda13x")])
+def test_install_hint_names_the_package_for_the_driver(driver, extra, package):
+    hint = kernels.install_hint(driver)
+    assert f"plif-zoo[{extra}]" in hint and package in hint
+    assert "cuda12" in kernels.install_hint(None) and "plif-zoo[cuda]" in kernels.install_hint(None)
+
+
+# A machine that has a GPU (as torch and cupy report it: sm_90) but lacks what the first build
+# needs. The NVRTC library is hidden where cuda-bindings looks for it (cuda.pathfinder), so its
+# first call raises the DynamicLibNotFoundError that a missing libnvrtc gives.
+_FAKE_GPU = """
+import json, sys, types, warnings
+import torch
+import cuda.pathfinder._dynamic_libs.load_nvidia_dynamic_lib as finder
+from cuda.pathfinder import DynamicLibNotFoundError
+
+CASE = sys.argv[1]
+if CASE == "no libnvrtc":
+    real = finder._load_lib_no_cache
+    def hidden(name):
+        if name == "nvrtc":
+            raise DynamicLibNotFoundError('Failure finding "libnvrtc.so*": not on this machine')
+        return real(name)
+    finder._load_lib_no_cache = hidden
+loaded = []
+class RawModule:
+    def __init__(self, path):
+        loaded.append(path)
+    def get_function(self, name):
+        return name
+class Device:
+    def __init__(self, index): pass
+    def __enter__(self): return self
+    def __exit__(self, *exc): return False
+cupy = types.ModuleType("cupy")
+cupy.RawModule = RawModule
+cupy.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1), Device=Device)
+sys.modules["cupy"] = cupy
+torch.cuda.is_available = lambda: True
+torch.cuda.current_device = lambda: 0
+torch.cuda.get_device_capability = lambda index=None: (7, 0) if CASE == "sm_70" else (9, 0)
+
+from torch._subclasses.fake_tensor import FakeTensorMode
+from spikingjelly.activation_based import surrogate
+from plif_zoo import backends, cuda
+from plif_zoo.cuda import build
+from plif_zoo.neurons import NeuronConfig
+
+if CASE == "no headers":
+    import cuda.pathfinder as pathfinder
+    pathfinder.find_nvidia_header_directory = lambda name: None
+    build.SYSTEM_INCLUDE_DIRS = ()
+cfg = NeuronConfig(True, 1.0, 0.0, True, surrogate.ATan(alpha=2.0), False)
+warnings.simplefilter("always")
+with warnings.catch_warnings(record=True) as caught, FakeTensorMode():
+    x = torch.empty(4, 2, 8, device="cuda")
+    names = [backends.resolve("auto", x, cfg) for _ in range(3)]
+    try:
+        backends.resolve("cupy", x, cfg)
+        explicit = ""
+    except ValueError as err:
+        explicit = str(err)
+print(json.dumps(dict(why=cuda.why_unavailable(), names=names, explicit=explicit, loaded=loaded,
+                      warnings=[str(w.message) for w in caught if w.category is RuntimeWarning])))
+"""
+
+
+def _fake_gpu(case: str, cache) -> dict:
+    env = dict(os.environ, PLIF_ZOO_CACHE=str(cache))
+    done = subprocess.run([sys.executable, "-c", _FAKE_GPU, case], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("case,cause", [
+    ("no libnvrtc", "NVRTC library cannot be loaded"),
+    ("no headers", "cannot find the CUDA headers"),
+    ("sm_70", "cannot compile for sm_70"),
+    ("read-only cache", "PLIF_ZOO_CACHE to a writable folder"),
+])
+def test_auto_falls_back_with_one_warning_when_the_first_build_would_fail(tmp_path, case, cause):
+    """Availability means "the kernels were built and loaded": where the first launch would
+    fail, auto uses the torch reference with one warning naming the cause, and an explicit
+    backend="cupy" is an error naming it."""
+    cache = tmp_path / "cache"
+    if case == "read-only cache":
+        cache.write_text("")  # a file where the cache folder should be: nothing can be written
+    got = _fake_gpu(case, cache)
+    assert cause in got["why"]
+    assert got["names"] == ["torch"] * 3 and got["loaded"] == []
+    assert len(got["warnings"]) == 1
+    assert "CuPy backend unavailable" in got["warnings"][0] and cause in got["warnings"][0]
+    assert "backend='cupy' is not available" in got["explicit"] and cause in got["explicit"]
+
+
+def test_cupy_is_available_once_every_source_is_built_and_loaded(tmp_path):
+    got = _fake_gpu("ok", tmp_path)
+    assert got["why"] == "" and got["names"] == ["cupy"] * 3 and got["warnings"] == []
+    assert sorted(Path(p).name.split("-")[0] for p in got["loaded"]) == ["max_pool", "neuron"]
+    assert all(build.intact(Path(p)) for p in got["loaded"])
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
@@ -277,6 +416,26 @@ def test_max_pool_bodies_match_max_pool2d(harness, dtype, kernel, hw, k2):
         assert torch.equal(grad_x.float(), xr.grad)
 
 
+@pytest.mark.parametrize("k2", [True, False])
+def test_max_pool_bodies_send_the_gradient_to_the_nan_max_pool2d_picks(harness, k2):
+    """A window holding NaN outputs NaN; nn.MaxPool2d's gradient goes to its last NaN."""
+    nan = float("nan")
+    x = torch.tensor([[1.0, nan, 0.0, 1.0], [nan, 2.0, 1.0, nan],
+                      [nan, nan, 3.0, 4.0], [nan, nan, 5.0, 0.0]]).view(1, 4, 4)
+    y = torch.empty(1, 2, 2)
+    arg = torch.empty(y.shape, dtype=torch.uint8)
+    args = (y.numel(), 4, 4, 2, 2, 2, 2)
+    assert harness.host_max_pool(0, 0, int(k2), _ptr(x), _ptr(arg), _ptr(y), *args) == 0
+    xr = x.clone().requires_grad_(True)
+    want = F.max_pool2d(xr, 2, 2)
+    assert torch.equal(y.isnan(), want.isnan()) and torch.equal(y.nan_to_num(), want.nan_to_num())
+    grad_y = torch.tensor([[[1.0, 2.0], [3.0, 4.0]]])
+    grad_x = torch.zeros_like(x)
+    assert harness.host_max_pool(0, 1, int(k2), _ptr(grad_y), _ptr(arg), _ptr(grad_x), *args) == 0
+    want.backward(grad_y)
+    assert torch.equal(grad_x, xr.grad)
+
+
 # ---- the launchers (ops.py) against the emulated launch ----------------------------------------
 
 _PTX_TYPES = {np.uint64: ("u64", "b64"), np.int64: ("u64", "s64", "b64"),
@@ -383,8 +542,8 @@ def test_neuron_launchers_fall_back_to_one_neuron_per_thread_when_misaligned(emu
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-@pytest.mark.parametrize("kernel,hw,variant", [((2, 2), (8, 10), "k2"), ((2, 2), (7, 9), "any"),
-                                               ((3, 3), (9, 10), "any")])
+@pytest.mark.parametrize("kernel,hw,variant", [((2, 2), (8, 10), "k2"), ((2, 2), (7, 10), "k2"),
+                                               ((2, 2), (7, 9), "any"), ((3, 3), (9, 10), "any")])
 def test_max_pool_launchers_match_max_pool2d(emulated, dtype, kernel, hw, variant):
     gen = torch.Generator().manual_seed(12)
     x = (torch.rand(3, 2, 5, *hw, generator=gen) < 0.3).to(dtype)
@@ -438,3 +597,39 @@ def test_cupy_ops_trace_with_fake_cuda_tensors():
     assert s.shape == x.shape and s.dtype == torch.float16 and s.device.type == "cuda"
     assert v.shape == x.shape[1:] and v.dtype == torch.float32 and h.shape == x.shape
     assert y.shape == (4, 2, 3, 4, 4) and arg.dtype == torch.uint8
+
+
+# ---- the device run cannot pass without running a kernel -----------------------------------
+
+
+def _load_benchmark():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_neurons", Path(__file__).resolve().parents[1] / "benchmarks" / "neurons.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_neuron_benchmark_fails_when_the_cupy_rows_failed():
+    bench = _load_benchmark()
+    row = dict(kind="neuron", dtype="float32", steps=8, log2=20)
+    ok = {**row, "impl": "plif-zoo cupy", "ms": 1.0}
+    bad = {**row, "impl": "plif-zoo cupy", "error": "ValueError: backend='cupy' is not available"}
+    peer = {**row, "impl": "SJ 2.0.0", "ms": 2.0}
+    assert bench.cupy_failures([ok, peer]) == ""
+    assert "every plif-zoo cupy row failed" in bench.cupy_failures([bad, bad, peer])
+    assert "1 of 2" in bench.cupy_failures([ok, bad, peer])
+    assert "no plif-zoo cupy row" in bench.cupy_failures([peer])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_gpu_check_fails_fast_and_clearly_without_a_gpu(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
+    done = subprocess.run(["bash", str(script)], env=dict(os.environ, OUT=str(tmp_path)),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "gpu_check: FAILED" in done.stdout and "GPU" in done.stdout
+    assert "gpu_check: FAILED" in (tmp_path / "gpu_check.log").read_text()
+    assert not (tmp_path / "gpu_tests.xml").exists()  # no test ran

@@ -11,6 +11,8 @@ from spikingjelly.activation_based import functional, surrogate
 
 from plif_zoo import LIFNode, PLIFNode, SpikeMaxPool2d
 from plif_zoo import cuda as kernels
+from plif_zoo.cuda import ops
+from plif_zoo.networks import SpikingConvNet, paper_config
 from plif_zoo.neurons import NeuronConfig, multi_step
 from plif_zoo.pooling import max_pool_multi_step
 
@@ -197,8 +199,8 @@ def test_float64_input_falls_back_to_the_reference():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("kernel,hw", [((2, 2), (8, 8)), ((2, 2), (7, 9)), ((2, 2), (6, 5)),
-                                       ((3, 3), (9, 10)), ((2, 3), (6, 9))])
+@pytest.mark.parametrize("kernel,hw", [((2, 2), (8, 8)), ((2, 2), (7, 8)), ((2, 2), (7, 9)),
+                                       ((2, 2), (6, 5)), ((3, 3), (9, 10)), ((2, 3), (6, 9))])
 def test_max_pool_matches_max_pool2d(dtype, kernel, hw):
     gen = torch.Generator(device="cuda").manual_seed(9)
     spikes = (torch.rand(3, 4, 5, *hw, device="cuda", generator=gen) < 0.3).to(dtype)
@@ -227,3 +229,131 @@ def test_max_pool_layer_keeps_one_byte_per_output():
     y = layer(x)
     saved = y.grad_fn.saved_tensors
     assert [t.dtype for t in saved] == [torch.uint8] and saved[0].numel() == y.numel()
+
+
+@pytest.fixture
+def launched(monkeypatch):
+    """The kernel entries launched, in order (the real launches still run)."""
+    names = []
+    real = ops._launch
+
+    def spy(device, source, name, grid, block, args):
+        names.append(name)
+        real(device, source, name, grid, block, args)
+
+    monkeypatch.setattr(ops, "_launch", spy)
+    return names
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_neuron_on_a_misaligned_view_takes_the_one_neuron_path(dtype, launched):
+    """A view one element into its storage: the 4-neuron packs would be misaligned, so the
+    alignment guard must pick v1 (the fault the host harness cannot show)."""
+    flat = (torch.randn(5 * 64 + 1, device="cuda") * 1.5 + 0.8).to(dtype).requires_grad_(True)
+    x = flat[1:].view(5, 64)
+    assert x.storage_offset() == 1 and x.is_contiguous()
+    v0 = torch.zeros(64, device="cuda")
+    k = torch.tensor(0.4, device="cuda")
+    cfg = NeuronConfig(True, 1.0, 0.0, True, surrogate.ATan(alpha=2.0), False)
+    s, v = multi_step(x, v0, k, cfg, backend="cupy")
+    (s.float().sum() + v.sum()).backward()
+    d = build_name(dtype)
+    assert launched[0] == f"neuron_forward_{d}_v1"
+    want = _run("torch", x.detach(), v0, k, cfg, torch.ones(x.shape, device="cuda").to(dtype),
+                torch.ones(64, device="cuda"))
+    assert torch.equal(s.detach(), want[0])
+    torch.testing.assert_close(flat.grad[1:].view(5, 64).float(), want[2].float(),
+                               rtol=GRAD_TOL[dtype], atol=GRAD_TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_pool_on_a_misaligned_view_takes_the_any_path(dtype, launched):
+    base = (torch.rand(2 * 3 * 8 * 8 + 1, device="cuda") < 0.3).to(dtype)
+    x = base[1:].view(2, 3, 8, 8)  # contiguous, one element into its storage: no 2-wide packs
+    assert x.storage_offset() == 1 and x.is_contiguous()
+    y = max_pool_multi_step(x, (2, 2), (2, 2), backend="cupy")
+    assert launched == [f"max_pool_forward_{build_name(dtype)}_any"]
+    assert torch.equal(y.float(), F.max_pool2d(x.float(), 2, 2))
+
+
+def test_max_pool_2x2_with_odd_height_takes_the_pack_path(launched):
+    x = (torch.rand(3, 2, 4, 7, 8, device="cuda") < 0.3).float().requires_grad_(True)
+    y = max_pool_multi_step(x, (2, 2), (2, 2), backend="cupy")
+    y.backward(torch.ones_like(y))
+    assert launched == ["max_pool_forward_f32_k2", "max_pool_backward_f32_k2"]
+    xt = x.detach().flatten(0, 1).requires_grad_(True)
+    want = F.max_pool2d(xt, 2, 2)
+    want.backward(torch.ones_like(want))
+    assert torch.equal(y.detach().flatten(0, 1), want) and torch.equal(x.grad.flatten(0, 1), xt.grad)
+
+
+def build_name(dtype):
+    return {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}[dtype]
+
+
+def test_kernels_run_on_a_side_stream():
+    """Inputs made on a side stream behind a long sleep: a kernel launched on any other stream
+    would read them before they exist. Results are read after wait_stream."""
+    cfg = NeuronConfig(True, 1.0, 0.0, True, surrogate.ATan(alpha=2.0), False)
+    base = torch.randn(8, 1 << 20, device="cuda")
+    k = torch.tensor(0.5, device="cuda")
+    ws, wv = multi_step(base * 1.5 + 0.8, torch.zeros(1 << 20, device="cuda"), k, cfg, backend="torch")
+    wy = F.max_pool2d((base > 0).float().view(8, 256, 64, 64), 2, 2)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        torch.cuda._sleep(100_000_000)  # tens of milliseconds of a busy side stream
+        x = base * 1.5 + 0.8
+        s, v = multi_step(x, torch.zeros(1 << 20, device="cuda"), k, cfg, backend="cupy")
+        y = max_pool_multi_step((base > 0).float().view(8, 256, 64, 64), (2, 2), (2, 2), backend="cupy")
+    torch.cuda.current_stream().wait_stream(side)
+    assert torch.equal(s, ws) and torch.equal(y, wy)
+    torch.testing.assert_close(v, wv, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="one GPU: no second device index")
+def test_kernels_run_on_a_second_device():
+    cfg = NeuronConfig(True, 1.0, 0.0, True, surrogate.ATan(alpha=2.0), False)
+    x, v0 = _inputs((6, 3, 1000), torch.float32, seed=12)
+    k = torch.tensor(0.45, device="cuda")
+    grad_s = torch.randn(x.shape, device="cuda")
+    grad_v = torch.randn(x.shape[1:], device="cuda")
+    want = _run("torch", x, v0, k, cfg, grad_s, grad_v)
+    dev = torch.device("cuda", 1)
+    got = _run("cupy", x.to(dev), v0.to(dev), k.to(dev), cfg, grad_s.to(dev), grad_v.to(dev))
+    assert all(t.device == dev for t in got)
+    _assert_match([t.to("cuda:0") for t in got], want, torch.float32, x.numel())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_zoo_model_forward_and_backward_match_the_torch_backend(dtype, monkeypatch):
+    """The Fashion-MNIST network of Table 1 on the same weights and input: identical spikes
+    and predictions, gradients to float tolerance (float16 / bfloat16 under autocast)."""
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    torch.manual_seed(0)
+    images = torch.rand(4, 1, 28, 28, device="cuda")
+    cfg = paper_config("fashion-mnist")
+    runs = {}
+    for backend in ("cupy", "torch"):
+        torch.manual_seed(1)
+        model = SpikingConvNet(cfg, backend=backend).cuda().eval()
+        spikes = []
+        hooks = [m.register_forward_hook(lambda m, i, o, out=spikes: out.append(o.detach()))
+                 for m in model.modules() if isinstance(m, (PLIFNode, LIFNode, SpikeMaxPool2d))]
+        with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
+            rates = model(images)
+        rates.float().pow(2).sum().backward()
+        for h in hooks:
+            h.remove()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        runs[backend] = (spikes, rates.detach(), grads)
+    (s_cupy, r_cupy, g_cupy), (s_torch, r_torch, g_torch) = runs["cupy"], runs["torch"]
+    assert len(s_cupy) == len(s_torch) > 0
+    for a, b in zip(s_cupy, s_torch, strict=True):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    assert torch.equal(r_cupy, r_torch)
+    assert torch.equal(r_cupy.argmax(1), r_torch.argmax(1))
+    assert g_cupy.keys() == g_torch.keys() and g_cupy
+    tol = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}[dtype]
+    for name in g_cupy:
+        torch.testing.assert_close(g_cupy[name], g_torch[name], rtol=tol, atol=tol, msg=name)

@@ -235,3 +235,55 @@ def test_half_precision_input_keeps_dtype():
     assert node.v.dtype == torch.float32
     ref = PLIFNode(backend="torch")(x.float())
     assert torch.equal(s.float(), ref)
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpu", "auto"])
+@pytest.mark.parametrize("kind", ["plif", "lif"])
+@pytest.mark.parametrize("store_v_seq", [False, True])
+def test_zero_steps_give_empty_spikes_and_keep_the_state(backend, kind, store_v_seq):
+    node_cls = PLIFNode if kind == "plif" else LIFNode
+    node = node_cls(backend=backend, store_v_seq=store_v_seq)
+    x = _input(T=3, shape=(2, 5))
+    node(x)
+    v_before = node.v.clone()
+    empty = torch.zeros(0, 2, 5, requires_grad=True)
+    s = node(empty)
+    assert s.shape == (0, 2, 5) and s.dtype == x.dtype
+    assert torch.equal(node.v, v_before)
+    if store_v_seq:
+        assert node.v_seq.shape == (0, 2, 5)
+    s.sum().backward()  # a graph with no step backpropagates too
+    assert empty.grad is None or empty.grad.shape == empty.shape
+    functional.reset_net(node)
+    s = node(empty.detach())  # before any step: V is still v_reset's float
+    assert s.shape == (0, 2, 5) and torch.equal(node.v, torch.zeros(2, 5))
+
+
+def test_lif_decay_is_made_on_the_input_device_without_a_host_copy():
+    """LIFNode's constant 1/tau is made on the input's device: no CPU tensor copied to the GPU
+    on every forward (a stream sync per layer and step, and no CUDA-graph capture)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class CrossDevice(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.copies = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            inputs = [a for a in torch.utils._pytree.tree_leaves((args, kwargs)) if isinstance(a, torch.Tensor)]
+            outs = [o for o in torch.utils._pytree.tree_leaves(out) if isinstance(o, torch.Tensor)]
+            if any(i.device.type == "cpu" for i in inputs) and any(o.is_cuda for o in outs):
+                self.copies.append(str(func))
+            return out
+
+    node = LIFNode(tau=2.0, backend="torch")
+    with FakeTensorMode():
+        x = torch.empty(4, 2, 8, device="cuda")
+        with CrossDevice() as mode:
+            node(x)
+            k = node.decay(x.device)
+    assert mode.copies == [] and k.is_cuda and k.dtype == torch.float32
+    assert LIFNode(tau=2.0).decay().item() == 0.5

@@ -81,3 +81,45 @@ def test_rejects_wrong_rank_and_dtype():
         SpikeMaxPool2d()(torch.ones(1, 2, 3, 8, 8, dtype=torch.uint8))
     with pytest.raises(ValueError, match="unknown backend"):
         SpikeMaxPool2d(backend="nope")
+
+
+@pytest.mark.parametrize("bad", [-2, 0, (2, -1), (2,), 2.0, True])
+def test_bad_kernel_size_is_refused_at_construction(bad):
+    for layer_cls in (SpikeMaxPool2d, SpikeAvgPool2d):
+        with pytest.raises(ValueError, match="kernel_size must be a positive int"):
+            layer_cls(kernel_size=bad)
+    with pytest.raises(ValueError, match="stride must be a positive int"):
+        SpikeMaxPool2d(2, stride=-1)
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpu", "auto"])
+@pytest.mark.parametrize("kernel,stride", [(3, None), (3, 1)])
+def test_input_smaller_than_the_window_is_one_clear_error_on_every_backend(backend, kernel, stride):
+    x = _spikes((2, 1, 3, 2, 5))
+    for layer_cls in (SpikeMaxPool2d, SpikeAvgPool2d):
+        with pytest.raises(ValueError, match="2x5 is smaller than the pooling window 3x3"):
+            layer_cls(kernel, stride, backend=backend)(x)
+
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpu", "auto"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_gradient_into_a_window_holding_nan_is_max_pool2d_s_on_every_backend(backend, channels_last):
+    """nn.MaxPool2d outputs NaN for such a window and sends its gradient to the last NaN."""
+    x = torch.tensor([[1.0, NAN, 0.0, 1.0, 0.0, 0.0], [NAN, 2.0, 1.0, NAN, 0.0, 1.0],
+                      [NAN, NAN, 3.0, 4.0, NAN, 0.0], [NAN, NAN, 5.0, 0.0, 0.0, 0.0]])
+    x = x.expand(2, 1, 3, 4, 6)
+    if channels_last:
+        x = x.flatten(0, 1).contiguous(memory_format=torch.channels_last).view(2, 1, 3, 4, 6)
+    xa = x.clone().requires_grad_()
+    xb = x.detach().flatten(0, 1).clone().requires_grad_()
+    ya = SpikeMaxPool2d(2, backend=backend)(xa)
+    yb = torch.nn.functional.max_pool2d(xb, 2, 2)
+    assert torch.equal(ya.flatten(0, 1).isnan(), yb.isnan())
+    assert torch.equal(ya.flatten(0, 1).nan_to_num(), yb.nan_to_num())
+    g = torch.arange(1.0, 1.0 + yb.numel()).view_as(yb)
+    ya.backward(g.view_as(ya))
+    yb.backward(g)
+    assert torch.equal(xa.grad.flatten(0, 1), xb.grad)

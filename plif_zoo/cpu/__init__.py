@@ -2,7 +2,7 @@
 
 The neuron math is ``csrc/neuron_math.h``, the same header the CUDA kernels compile.
 The library is built with g++ at first use and cached (see ``_build``); where that fails,
-``available()`` is False, one warning is emitted, and ``backend="auto"`` uses the torch reference.
+``available()`` is False and ``backend="auto"`` uses the torch reference, with one warning.
 Threads: ``torch.get_num_threads()``.
 
 The predicates ``supports_neuron`` / ``supports_pool`` say what the kernels can run;
@@ -11,7 +11,6 @@ The predicates ``supports_neuron`` / ``supports_pool`` say what the kernels can 
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING
 
 import torch
@@ -29,23 +28,10 @@ __all__ = [
     "neuron_multi_step", "max_pool_multi_step",
 ]
 
-_warned = False
-
-
 def available() -> bool:
-    """True when the kernels are compiled and loaded (compiles them on the first call)."""
-    global _warned
-    if _build.library() is not None:
-        return True
-    if not _warned:
-        _warned = True
-        warnings.warn(
-            f"plif_zoo: compiled CPU backend unavailable ({_build.error()}); "
-            f"using the slower torch reference",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    return False
+    """True when the kernels are compiled and loaded (compiles them on the first call).
+    ``backend="auto"`` warns once when they are not (``plif_zoo.backends``)."""
+    return _build.library() is not None
 
 
 def why_unavailable() -> str:

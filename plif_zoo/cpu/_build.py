@@ -3,7 +3,8 @@
 The shared library is cached in ``_io.cache_dir("cpu")`` (``$PLIF_ZOO_CACHE/cpu``, default
 ``~/.cache/plif_zoo/cpu``), named by a hash of the sources, the flags, the compiler's version and
 the CPU, and written through ``_io.atomic_write``, so concurrent processes never load a
-half-written file.
+half-written file. Its sha256 is recorded beside it (``.sha256``) and checked before every load:
+a damaged cached library is rebuilt, never loaded.
 ``$PLIF_ZOO_CXX`` picks the compiler (default ``g++``).
 """
 
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from .._io import atomic_write, cache_dir, cpu_fingerprint
+from .._io import atomic_write, cache_dir, cpu_fingerprint, sha256_file
 from .._kernel_spec import c_defines
 
 _HERE = Path(__file__).resolve().parent
@@ -94,16 +95,34 @@ def _build() -> Path:
         digest.update(path.read_bytes() + b"\0")
     out_dir = cache_dir("cpu")
     target = out_dir / f"plif_zoo_cpu_{digest.hexdigest()[:20]}.so"
-    if target.exists():
+    if intact(target):
         return target
+    # Absent, or damaged (a full disk, a copy cut short): loading a truncated library kills the
+    # process with SIGBUS, so rebuild. The record is written after the library: a kill between
+    # the two leaves a library without one, which the next process rebuilds.
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(target, lambda tmp: _compile(cxx, tmp))
+        atomic_write(digest_path(target), sha256_file(target) + "\n")
     except OSError as err:
         raise BuildError(
             f"cannot write the compiled kernels to {out_dir} ({err}); set PLIF_ZOO_CACHE "
             f"to a writable folder"
         ) from err
-    return atomic_write(target, lambda tmp: _compile(cxx, tmp))
+    return target
+
+
+def digest_path(path: Path) -> Path:
+    """Where the sha256 of a cached build is recorded: ``<name>.sha256`` beside it."""
+    return path.with_name(path.name + ".sha256")
+
+
+def intact(path: Path) -> bool:
+    """Whether ``path`` exists and hashes to the sha256 recorded when it was built."""
+    try:
+        return digest_path(path).read_text().strip() == sha256_file(path)
+    except OSError:  # no build, or no record (a build from before records were kept)
+        return False
 
 
 def _compile(cxx: str, out: Path) -> None:

@@ -13,19 +13,21 @@ The predicates ``supports_neuron`` / ``supports_pool`` say what the kernels can 
 
 from __future__ import annotations
 
+import ctypes
 import functools
 from typing import TYPE_CHECKING
 
 import torch
 
 from .._kernel_spec import surrogate_spec
+from . import build
 from .build import DTYPE_NAMES
 
 if TYPE_CHECKING:
     from ..neurons import NeuronConfig
 
 __all__ = [
-    "available", "why_unavailable", "supports", "supports_neuron", "supports_pool",
+    "available", "why_unavailable", "install_hint", "supports", "supports_neuron", "supports_pool",
     "neuron_multi_step", "max_pool_multi_step",
 ]
 
@@ -34,27 +36,86 @@ MAX_WINDOW = 256  # max_pool.cu keeps the window position in a uint8
 
 @functools.lru_cache(maxsize=1)
 def why_unavailable() -> str:
-    """Why this backend cannot run here, or '' when it can."""
+    """Why this backend cannot run here, or '' when it can: each kernel source was built (or
+    found intact in the cache) for the current GPU and loaded. Checked once per process."""
     try:
         import cupy
     except ImportError as err:
-        return f"cupy is not installed ({err}); install it with `pip install cupy-cuda13x`"
+        return f"cupy is not installed ({err}); {install_hint()}"
     try:
         from cuda.bindings import nvrtc  # noqa: F401
     except ImportError:
-        return "cuda-bindings is not installed (it compiles the kernels): `pip install cuda-bindings`"
+        return f"cuda-bindings is not installed (its NVRTC compiles the kernels); {install_hint()}"
     if not torch.cuda.is_available():
         return "torch sees no CUDA device (no GPU or no driver)"
     try:
         if cupy.cuda.runtime.getDeviceCount() < 1:
             return "cupy sees no CUDA device"
     except Exception as err:  # cupy's CUDARuntimeError when the driver is missing or too old
-        return f"cupy cannot use the GPU: {err}"
+        return f"cupy cannot use the GPU: {err}; {install_hint()}"
+    return _first_build_problem(torch.cuda.current_device())
+
+
+def _first_build_problem(index: int) -> str:
+    """Build and load one kernel of each source on GPU ``index``: what the first launch needs
+    (the NVRTC library, the CUDA headers, NVRTC support for the GPU's arch, a writable cache,
+    a driver that loads the cubin). '' when it worked."""
+    from . import ops  # needs numpy and cupy: only here
+
+    major, minor = torch.cuda.get_device_capability(index)
+    try:
+        for source in build.sources():
+            ops.load(torch.device("cuda", index), source)
+    except Exception as err:  # any failure means: not usable here; the message says why
+        return (f"the CUDA kernels cannot be built or loaded for GPU {index} "
+                f"(sm_{major}{minor}): {err}{_driver_mismatch()}")
     return ""
 
 
+def _driver_mismatch() -> str:
+    """A hint when NVRTC is newer than the driver (its cubins would not load), else ''."""
+    driver = driver_cuda_version()
+    try:
+        nvrtc_major = int(build.nvrtc_version().split(".")[0])
+    except Exception:  # no NVRTC: the error above already says so
+        return ""
+    if driver is None or nvrtc_major <= driver // 1000:
+        return ""
+    return (f"; NVRTC {nvrtc_major} makes cubins that this CUDA {driver // 1000} driver cannot "
+            f"load: {install_hint(driver)}")
+
+
+def driver_cuda_version() -> int | None:
+    """The CUDA version the installed driver supports (e.g. 12080 for 12.8), None without one."""
+    try:
+        libcuda = ctypes.CDLL("libcuda.so.1")
+        version = ctypes.c_int()
+        if libcuda.cuDriverGetVersion(ctypes.byref(version)) == 0:
+            return version.value
+    except (OSError, AttributeError):
+        pass
+    return None
+
+
+def install_hint(driver: int | None = -1) -> str:
+    """The pip command for this machine's driver (``driver`` like 12080; -1: ask the driver).
+
+    CUDA 13 drivers (580 and later) take ``plif-zoo[cuda]`` (cupy-cuda13x, NVRTC 13); CUDA 12
+    drivers (525 to 575) ``plif-zoo[cuda12]`` (cupy-cuda12x, NVRTC 12).
+    """
+    if driver == -1:
+        driver = driver_cuda_version()
+    if driver is not None and driver >= 13000:
+        return "install it with `pip install plif-zoo[cuda]` (cupy-cuda13x and NVRTC 13)"
+    if driver is not None and driver >= 12000:
+        return (f"this driver supports CUDA {driver // 1000}.{driver % 1000 // 10}: install "
+                f"`pip install plif-zoo[cuda12]` (cupy-cuda12x and NVRTC 12)")
+    return ("install `pip install plif-zoo[cuda]` for a CUDA 13 driver (580 or later) or "
+            "`pip install plif-zoo[cuda12]` for a CUDA 12 driver (525 to 575)")
+
+
 def available() -> bool:
-    """True when cupy, NVRTC and a CUDA device are present."""
+    """True when cupy, NVRTC and a CUDA device are present and the kernels build and load."""
     return why_unavailable() == ""
 
 

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import torch
 
-from .._io import atomic_write, cache_dir
+from .._io import atomic_write, cache_dir, sha256_file
 from .._kernel_spec import c_defines
 
 KERNEL_DIR = Path(__file__).resolve().parent
 CSRC_DIR = KERNEL_DIR.parent / "csrc"  # neuron_math.h, shared with the CPU backend
+SYSTEM_INCLUDE_DIRS = ("/usr/local/cuda/include",)  # the toolkit's usual place, tried last
 # the storage dtypes the kernels are instantiated for, and their names in entry names
 DTYPE_NAMES: dict[torch.dtype, str] = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
 
@@ -62,31 +63,45 @@ def entry_names(source: str) -> list[str]:
 
 
 def cuda_include_dir() -> str:
-    """The folder holding cuda_fp16.h / cuda_bf16.h (pip wheel, CUDA_PATH or /usr/local/cuda)."""
+    """The folder holding cuda_fp16.h / cuda_bf16.h: $CUDA_PATH or $CUDA_HOME when set (the
+    user's choice wins, e.g. CUDA 12 headers for NVRTC 12), else the pip wheel, else
+    SYSTEM_INCLUDE_DIRS."""
+    candidates = [os.path.join(os.environ[var], "include")
+                  for var in ("CUDA_PATH", "CUDA_HOME") if os.environ.get(var)]
     try:
         from cuda.pathfinder import find_nvidia_header_directory
 
-        found = find_nvidia_header_directory("cudart")
-    except Exception:  # old or missing cuda-pathfinder: try the usual places below
-        found = None
-    candidates = [found] if found else []
-    for var in ("CUDA_PATH", "CUDA_HOME"):
-        if os.environ.get(var):
-            candidates.append(os.path.join(os.environ[var], "include"))
-    candidates.append("/usr/local/cuda/include")
+        candidates.append(find_nvidia_header_directory("cudart"))
+    except Exception:  # old or missing cuda-pathfinder: try the usual place below
+        pass
+    candidates.extend(SYSTEM_INCLUDE_DIRS)
     for folder in candidates:
         if folder and os.path.isfile(os.path.join(folder, "cuda_fp16.h")):
             return folder
     raise RuntimeError(
-        "cannot find the CUDA headers (cuda_fp16.h); install them with "
-        "`pip install nvidia-cuda-runtime` or set CUDA_PATH to a CUDA toolkit"
+        f"cannot find the CUDA headers (cuda_fp16.h); install them with "
+        f"`pip install {_wheel('nvidia-cuda-runtime')}` or set CUDA_PATH to a CUDA toolkit"
     )
+
+
+def _bindings_major() -> int:
+    """The CUDA major version of the installed cuda-bindings (12 or 13), 0 when unknown."""
+    try:
+        from cuda.bindings import __version__
+    except ImportError:
+        return 0
+    return int(__version__.split(".")[0])
+
+
+def _wheel(name: str) -> str:
+    """The pip package of a CUDA component for the installed cuda-bindings: CUDA 12's carry a
+    -cu12 suffix, CUDA 13's none."""
+    return f"{name}-cu12" if _bindings_major() == 12 else name
 
 
 def compile_options(arch: str) -> list[str]:
     """NVRTC options; ``arch`` like ``sm_90``. No fast math: results must match torch's."""
-    if not re.fullmatch(r"(sm|compute)_\d{2,3}[af]?", arch):
-        raise ValueError(f"arch must look like 'sm_80' or 'sm_90', got {arch!r}")
+    check_arch(arch)
     return [
         f"--gpu-architecture={arch}",
         "-std=c++17",
@@ -131,8 +146,47 @@ def _check(result, what: str):
 
 
 def nvrtc_version() -> str:
-    major, minor = _check(_nvrtc().nvrtcVersion(), "nvrtcVersion")
+    """"13.0" and so on; a RuntimeError naming the package when libnvrtc cannot be loaded."""
+    nvrtc = _nvrtc()
+    try:
+        major, minor = _check(nvrtc.nvrtcVersion(), "nvrtcVersion")
+    except CompileError:
+        raise
+    except Exception as err:  # cuda.pathfinder's DynamicLibNotFoundError: the module imports
+        # without libnvrtc and fails at its first call
+        raise RuntimeError(
+            f"the NVRTC library cannot be loaded ({type(err).__name__}: {err}); install it with "
+            f"`pip install {_wheel('nvidia-cuda-nvrtc')}`"
+        ) from err
     return f"{major}.{minor}"
+
+
+def supported_archs() -> list[int]:
+    """The SM numbers (80, 90, ...) this NVRTC compiles for."""
+    nvrtc_version()  # a clear error when the library is missing
+    count = _check(_nvrtc().nvrtcGetNumSupportedArchs(), "nvrtcGetNumSupportedArchs")
+    return list(_check(_nvrtc().nvrtcGetSupportedArchs(), "nvrtcGetSupportedArchs"))[:count]
+
+
+def check_toolchain(arch: str) -> None:
+    """Raise RuntimeError naming what compiling for ``arch`` lacks: the NVRTC library, NVRTC
+    support for this arch (NVRTC 13 dropped sm_70/72; NVRTC 12 lacks the newest), the headers."""
+    number = int(re.sub(r"\D", "", check_arch(arch)))
+    archs = supported_archs()
+    if number not in archs:
+        raise RuntimeError(
+            f"NVRTC {nvrtc_version()} cannot compile for {arch} (it supports sm_{min(archs)} to "
+            f"sm_{max(archs)}); install an NVRTC for this GPU: `pip install plif-zoo[cuda12]` "
+            f"for sm_70/72, `pip install plif-zoo[cuda]` (CUDA 13) for the newest GPUs"
+        )
+    cuda_include_dir()
+
+
+def check_arch(arch: str) -> str:
+    """``arch`` checked to look like sm_80 / compute_90 / sm_90a."""
+    if not re.fullmatch(r"(sm|compute)_\d{2,3}[af]?", arch):
+        raise ValueError(f"arch must look like 'sm_80' or 'sm_90', got {arch!r}")
+    return arch
 
 
 def compile_cubin(source: str, arch: str) -> tuple[bytes, str]:
@@ -218,13 +272,36 @@ def parse_ptxas_log(log: str) -> dict[str, Usage]:
 
 def cached_cubin(source: str, arch: str) -> Path:
     """The cubin of ``source`` for ``arch``, compiled on first use and cached on disk
-    (``_io.cache_dir("cuda")``); concurrent writers race harmlessly to identical files."""
+    (``_io.cache_dir("cuda")``) with its sha256 beside it (``.sha256``). A cached cubin whose
+    hash does not match (a full disk, a copy cut short) is rebuilt, never loaded; concurrent
+    writers race harmlessly to identical files."""
     key = hashlib.sha256(
         "\0".join([source_digest(), arch, nvrtc_version(), *compile_options(arch)]).encode()
     ).hexdigest()[:24]
     path = cache_dir("cuda") / f"{Path(source).stem}-{arch}-{key}.cubin"
-    if not path.is_file():
+    if not intact(path):
+        check_toolchain(arch)
         cubin, _ = compile_cubin(source, arch)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, cubin)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, cubin)
+            atomic_write(digest_path(path), hashlib.sha256(cubin).hexdigest() + "\n")
+        except OSError as err:
+            raise RuntimeError(
+                f"cannot write the compiled kernels to {path.parent} ({err}); set PLIF_ZOO_CACHE "
+                f"to a writable folder"
+            ) from err
     return path
+
+
+def digest_path(path: Path) -> Path:
+    """Where the sha256 of a cached build is recorded: ``<name>.sha256`` beside it."""
+    return path.with_name(path.name + ".sha256")
+
+
+def intact(path: Path) -> bool:
+    """Whether ``path`` exists and hashes to the sha256 recorded when it was built."""
+    try:
+        return digest_path(path).read_text().strip() == sha256_file(path)
+    except OSError:  # no build or no record (one from before records were kept): rebuild
+        return False

@@ -3,7 +3,7 @@
 // x: [P, H, W] planes (P = T * N * C), y: [P, Ho, Wo], Ho = H / kh, Wo = W / kw.
 // Forward takes the maximum of each window (an OR on binary spikes) and keeps one byte per
 // output: the position in the window of its first maximal element, the element
-// nn.MaxPool2d picks (a NaN counts as maximal, as there). Backward writes the whole window:
+// nn.MaxPool2d picks (or of its last NaN, as there). Backward writes the whole window:
 // the output's gradient at that position and zero elsewhere. Rows and columns left over by
 // the floor are not touched here; the launcher zero-fills them.
 //
@@ -25,7 +25,7 @@ __host__ __device__ inline long long window_origin(long long o, int H, int W, in
 }
 
 __host__ __device__ inline bool beats(float v, float best) {
-  return v > best || (v != v && best == best);  // the first NaN wins, as in nn.MaxPool2d
+  return v > best || v != v;  // every NaN takes over: the last one wins, as in nn.MaxPool2d
 }
 
 template <typename T>

@@ -25,6 +25,23 @@ _functions: dict[tuple[int, str], object] = {}
 _streams: dict[tuple[int, int], object] = {}
 
 
+def load(device: torch.device, source: str):
+    """The cupy module of ``source`` for ``device``: compiled (or taken intact from the cache),
+    loaded once, and checked to hold its first kernel entry."""
+    import cupy
+
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    module = _modules.get((index, source))
+    if module is None:
+        major, minor = torch.cuda.get_device_capability(index)
+        path = build.cached_cubin(source, f"sm_{major}{minor}")
+        with cupy.cuda.Device(index):
+            module = cupy.RawModule(path=str(path))
+            module.get_function(build.entry_names(source)[0])  # loads the cubin now
+        _modules[(index, source)] = module
+    return module
+
+
 def _kernel(device: torch.device, source: str, name: str):
     """The cupy kernel ``name`` of ``source`` for ``device``, compiled and loaded once."""
     import cupy
@@ -32,11 +49,7 @@ def _kernel(device: torch.device, source: str, name: str):
     index = device.index if device.index is not None else torch.cuda.current_device()
     fn = _functions.get((index, name))
     if fn is None:
-        module = _modules.get((index, source))
-        if module is None:
-            major, minor = torch.cuda.get_device_capability(index)
-            path = build.cached_cubin(source, f"sm_{major}{minor}")
-            module = _modules[(index, source)] = cupy.RawModule(path=str(path))
+        module = load(device, source)
         with cupy.cuda.Device(index):
             fn = _functions[(index, name)] = module.get_function(name)
     return fn
