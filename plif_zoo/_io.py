@@ -14,7 +14,15 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write", "sha256_file", "cache_dir", "cpu_name", "cpu_fingerprint"]
+__all__ = [
+    "atomic_write",
+    "sha256_file",
+    "digest_path",
+    "intact",
+    "cache_dir",
+    "cpu_name",
+    "cpu_fingerprint",
+]
 
 
 def atomic_write(path: str | os.PathLike, data: bytes | str | Callable[[Path], None]) -> Path:
@@ -62,6 +70,23 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def digest_path(path: Path) -> Path:
+    """Where the sha256 of a cached build is recorded: ``<name>.sha256`` beside it."""
+    return path.with_name(path.name + ".sha256")
+
+
+def intact(path: Path) -> bool:
+    """Whether the cached build ``path`` exists and hashes to the sha256 recorded beside it.
+
+    A build is cached as the file, then its record (both through :func:`atomic_write`); a kill
+    between the two leaves a file without a record, which counts as damaged and is rebuilt.
+    """
+    try:
+        return digest_path(path).read_text().strip() == sha256_file(path)
+    except OSError:  # no build, or no record (a build from before records were kept)
+        return False
 
 
 def cache_dir(kind: str) -> Path:

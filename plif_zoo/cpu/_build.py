@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from .._io import atomic_write, cache_dir, cpu_fingerprint, sha256_file
+from .._io import atomic_write, cache_dir, cpu_fingerprint, digest_path, intact, sha256_file
 from .._kernel_spec import c_defines
 
 _HERE = Path(__file__).resolve().parent
@@ -110,19 +110,6 @@ def _build() -> Path:
             f"to a writable folder"
         ) from err
     return target
-
-
-def digest_path(path: Path) -> Path:
-    """Where the sha256 of a cached build is recorded: ``<name>.sha256`` beside it."""
-    return path.with_name(path.name + ".sha256")
-
-
-def intact(path: Path) -> bool:
-    """Whether ``path`` exists and hashes to the sha256 recorded when it was built."""
-    try:
-        return digest_path(path).read_text().strip() == sha256_file(path)
-    except OSError:  # no build, or no record (a build from before records were kept)
-        return False
 
 
 def _compile(cxx: str, out: Path) -> None:

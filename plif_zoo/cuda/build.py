@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .._io import atomic_write, cache_dir, sha256_file
+from .._io import atomic_write, cache_dir, digest_path, intact
 from .._kernel_spec import c_defines
 
 KERNEL_DIR = Path(__file__).resolve().parent
@@ -294,14 +294,3 @@ def cached_cubin(source: str, arch: str) -> Path:
     return path
 
 
-def digest_path(path: Path) -> Path:
-    """Where the sha256 of a cached build is recorded: ``<name>.sha256`` beside it."""
-    return path.with_name(path.name + ".sha256")
-
-
-def intact(path: Path) -> bool:
-    """Whether ``path`` exists and hashes to the sha256 recorded when it was built."""
-    try:
-        return digest_path(path).read_text().strip() == sha256_file(path)
-    except OSError:  # no build or no record (one from before records were kept): rebuild
-        return False
