@@ -66,22 +66,27 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"# {datetime.date.today()}, {cpu_name()}, {torch.get_num_threads()} threads, torch "
-          f"{torch.__version__}, T={args.T}, batch {args.batch}")
+    print(
+        f"# {datetime.date.today()}, {cpu_name()}, {torch.get_num_threads()} threads, torch "
+        f"{torch.__version__}, T={args.T}, batch {args.batch}"
+    )
     models = _models(args.T)
     train = {name: train_step_fn(m, f, args.batch) for name, (m, f) in models.items()}
     print("\n## training step (s, median)")
     _timed_warmup(train)
     t = interleaved(train, args.reps)
     for name, sec in t.items():
-        print(f"{name:>14}: {sec:.3f} s   (ours eager / this = {t['ours eager'] / sec:.2f}x, "
-              f"SJ compiled / this = {t['SJ compiled'] / sec:.2f}x)")
+        print(
+            f"{name:>14}: {sec:.3f} s   (ours eager / this = {t['ours eager'] / sec:.2f}x, "
+            f"SJ compiled / this = {t['SJ compiled'] / sec:.2f}x)"
+        )
     images = torch.rand(args.batch, 1, 28, 28)
 
     def infer(model, forward):
         def run():
             with torch.no_grad():
                 forward(images)
+
         return run
 
     for model, _ in models.values():
@@ -91,8 +96,10 @@ def main(argv=None) -> None:
     _timed_warmup(inference)
     t = interleaved(inference, args.reps)
     for name, sec in t.items():
-        print(f"{name:>14}: {args.batch / sec:8.1f} images/s   "
-              f"(vs ours eager {t['ours eager'] / sec:.2f}x)")
+        print(
+            f"{name:>14}: {args.batch / sec:8.1f} images/s   "
+            f"(vs ours eager {t['ours eager'] / sec:.2f}x)"
+        )
 
 
 if __name__ == "__main__":

@@ -64,8 +64,10 @@ def sj_plif() -> neuron.ParametricLIFNode:
 
 def neuron_section(steps_list, log2_list, reps):
     print("\n## 1. PLIF forward+backward, x: [T, N] float32 (ms, median)")
-    print(f"{'T':>3} {'N':>6} {'ours cpu':>9} {'ours torch':>10} {'SJ 2.0.0':>9} "
-          f"{'SJ/cpu':>7} {'torch/cpu':>9}")
+    print(
+        f"{'T':>3} {'N':>6} {'ours cpu':>9} {'ours torch':>10} {'SJ 2.0.0':>9} "
+        f"{'SJ/cpu':>7} {'torch/cpu':>9}"
+    )
     rows = []
     for steps in steps_list:
         for log2 in log2_list:
@@ -81,24 +83,30 @@ def neuron_section(steps_list, log2_list, reps):
                 def run():
                     functional.reset_net(node)
                     node(x.detach().requires_grad_(True)).backward(grad)
+
                 return run
 
             t = interleaved({k: step(n) for k, n in nodes.items()}, reps)
             rows.append((steps, log2, t))
-            print(f"{steps:>3} {'2^' + str(log2):>6} {t['cpu'] * 1e3:9.1f} {t['torch'] * 1e3:10.1f} "
-                  f"{t['sj'] * 1e3:9.1f} {t['sj'] / t['cpu']:7.2f} {t['torch'] / t['cpu']:9.2f}")
+            print(
+                f"{steps:>3} {'2^' + str(log2):>6} {t['cpu'] * 1e3:9.1f} {t['torch'] * 1e3:10.1f} "
+                f"{t['sj'] * 1e3:9.1f} {t['sj'] / t['cpu']:7.2f} {t['torch'] / t['cpu']:9.2f}"
+            )
             del x, grad, nodes
     return rows
 
 
 def pool_section(reps, shape=(8, 32, 128, 28, 28)):
-    print(f"\n## 1b. Spike max-pool 2x2 forward+backward on {list(shape)} float32 spikes (ms, median)")
+    print(
+        f"\n## 1b. Spike max-pool 2x2 forward+backward on {list(shape)} float32 spikes (ms, median)"
+    )
     x = (torch.rand(shape) < 0.2).float()
     grad = torch.randn(*shape[:3], shape[3] // 2, shape[4] // 2)
 
     def step(fn):
         def run():
             fn(x.detach().requires_grad_(True)).backward(grad)
+
         return run
 
     def sj_pool(xi):  # what SpikingJelly's layer.MaxPool2d runs: max_pool2d with int64 indices
@@ -111,7 +119,9 @@ def pool_section(reps, shape=(8, 32, 128, 28, 28)):
     }
     t = interleaved(fns, reps)
     for name, sec in t.items():
-        print(f"{name:>20}: {sec * 1e3:8.1f} ms   (max_pool2d / this = {t['max_pool2d (SJ)'] / sec:.2f}x)")
+        print(
+            f"{name:>20}: {sec * 1e3:8.1f} ms   (max_pool2d / this = {t['max_pool2d (SJ)'] / sec:.2f}x)"
+        )
     return t
 
 
@@ -133,8 +143,10 @@ def train_step_fn(model, forward, batch: int, num_classes: int = 10):
 
 def sj_fashion_mnist(T: int):
     net = parametric_lif_net.FashionMNISTNet(
-        channels=128, spiking_neuron=neuron.ParametricLIFNode,
-        surrogate_function=surrogate.ATan(), detach_reset=True,
+        channels=128,
+        spiking_neuron=neuron.ParametricLIFNode,
+        surrogate_function=surrogate.ATan(),
+        detach_reset=True,
     )
     functional.set_step_mode(net, "m")
 
@@ -169,8 +181,14 @@ def infer_section(reps, small: bool):
     print("\n## 3. Inference, eval mode, torch.inference_mode (images/s, median)")
     print(f"{'model':>20} {'batch':>5} {'ours cpu':>9} {'ours torch':>10} {'cpu/torch':>9}")
     results = {}
-    for name in ("mnist-plif", "fashion-mnist-plif", "cifar10-plif", "nmnist-plif",
-                 "cifar10-dvs-plif", "dvs128-gesture-plif"):
+    for name in (
+        "mnist-plif",
+        "fashion-mnist-plif",
+        "cifar10-plif",
+        "nmnist-plif",
+        "cifar10-dvs-plif",
+        "dvs128-gesture-plif",
+    ):
         model = plif_zoo.create_model(name).eval()
         cfg = model.config
         big = cfg.input_size[0] >= 128 or cfg.channels >= 256
@@ -185,12 +203,15 @@ def infer_section(reps, small: bool):
                 model.set_backend(backend)
                 with torch.inference_mode():
                     model(x)
+
             return go
 
         t = interleaved({"cpu": run("cpu"), "torch": run("torch")}, max(1, reps if not big else 2))
         results[name] = (batch, t)
-        print(f"{name:>20} {batch:>5} {batch / t['cpu']:9.1f} {batch / t['torch']:10.1f} "
-              f"{t['torch'] / t['cpu']:9.2f}")
+        print(
+            f"{name:>20} {batch:>5} {batch / t['cpu']:9.1f} {batch / t['torch']:10.1f} "
+            f"{t['torch'] / t['cpu']:9.2f}"
+        )
     return results
 
 
@@ -199,10 +220,18 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer sizes and repetitions")
     parser.add_argument("--reps", type=int, default=None, help="repetitions (default 5, quick 3)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                        help="wall clock or this process's CPU time")
-    parser.add_argument("--sections", nargs="+", default=["neuron", "train", "infer"],
-                        choices=["neuron", "train", "infer"])
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="wall clock or this process's CPU time",
+    )
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        default=["neuron", "train", "infer"],
+        choices=["neuron", "train", "infer"],
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -210,13 +239,19 @@ def main(argv=None) -> None:
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     reps = args.reps or (3 if args.quick else 5)
     if not backends.get("cpu").available():
-        sys.exit("the compiled cpu backend is unavailable: " + backends.get("cpu").why_unavailable())
+        sys.exit(
+            "the compiled cpu backend is unavailable: " + backends.get("cpu").why_unavailable()
+        )
     print(f"# plif-zoo CPU benchmark, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC")
-    print(f"# {cpu_name()}, {torch.get_num_threads()} threads, {args.clock} clock, torch {torch.__version__}, "
-          f"spikingjelly 2.0.0, python {platform.python_version()}")
+    print(
+        f"# {cpu_name()}, {torch.get_num_threads()} threads, {args.clock} clock, torch {torch.__version__}, "
+        f"spikingjelly 2.0.0, python {platform.python_version()}"
+    )
     print(f"# command: python benchmarks/cpu.py {' '.join(sys.argv[1:] if argv is None else argv)}")
-    print("# load average before the run (other processes share these cores): "
-          + ", ".join(f"{v:.1f}" for v in os.getloadavg()))
+    print(
+        "# load average before the run (other processes share these cores): "
+        + ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    )
     if "neuron" in args.sections:
         steps = [8] if args.quick else [4, 8, 16]
         log2 = [18, 20] if args.quick else [18, 19, 20, 21, 22]

@@ -69,6 +69,7 @@ def _node_step(node, x, grad_s, reset):
         reset(node)
         x.grad = None
         node(x).backward(grad_s)
+
     return run
 
 
@@ -83,8 +84,11 @@ def _record(rows: list[dict], row: dict) -> None:
     """Keep a measurement and print it at once, so a run cut short still shows what it got."""
     rows.append(row)
     got = f"{row['ms']:.3f} ms" if "ms" in row else f"failed: {row['error']}"
-    print(f"  {row['kind']} {row['dtype']} T={row['steps']} 2^{row['log2']} {row['impl']}: {got}",
-          file=sys.stderr, flush=True)
+    print(
+        f"  {row['kind']} {row['dtype']} T={row['steps']} 2^{row['log2']} {row['impl']}: {got}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def bench_neurons_current(steps_list, sizes, dtypes) -> list[dict]:
@@ -97,7 +101,11 @@ def bench_neurons_current(steps_list, sizes, dtypes) -> list[dict]:
         "plif-zoo cupy": lambda: PLIFNode(backend="cupy"),
         "plif-zoo torch": lambda: PLIFNode(backend="torch"),
         "SJ 2.0.0": lambda: neuron.ParametricLIFNode(
-            init_tau=2.0, surrogate_function=surrogate.ATan(alpha=2.0), detach_reset=True, step_mode="m"),
+            init_tau=2.0,
+            surrogate_function=surrogate.ATan(alpha=2.0),
+            detach_reset=True,
+            step_mode="m",
+        ),
     }
     rows = []
     for dtype_name in dtypes:
@@ -108,11 +116,32 @@ def bench_neurons_current(steps_list, sizes, dtypes) -> list[dict]:
                     try:
                         node = make().cuda()
                         ms = time_ms(_node_step(node, x, grad_s, functional.reset_net))
-                    except Exception as err:  # report and go on: one failing peer must not hide the rest
-                        _record(rows, dict(kind="neuron", impl=name, dtype=dtype_name, steps=steps,
-                                         log2=log2, error=f"{type(err).__name__}: {err}"[:200]))
+                    except (
+                        Exception
+                    ) as err:  # report and go on: one failing peer must not hide the rest
+                        _record(
+                            rows,
+                            dict(
+                                kind="neuron",
+                                impl=name,
+                                dtype=dtype_name,
+                                steps=steps,
+                                log2=log2,
+                                error=f"{type(err).__name__}: {err}"[:200],
+                            ),
+                        )
                         continue
-                    _record(rows, dict(kind="neuron", impl=name, dtype=dtype_name, steps=steps, log2=log2, ms=ms))
+                    _record(
+                        rows,
+                        dict(
+                            kind="neuron",
+                            impl=name,
+                            dtype=dtype_name,
+                            steps=steps,
+                            log2=log2,
+                            ms=ms,
+                        ),
+                    )
                 del x, grad_s
                 torch.cuda.empty_cache()
     return rows
@@ -127,17 +156,35 @@ def bench_neurons_sj014(steps_list, sizes, dtypes) -> list[dict]:
     for dtype_name in dtypes:
         for steps in steps_list:
             for log2 in sizes:
-                row = dict(kind="neuron", impl="SJ 0.0.0.0.14 cupy", dtype=dtype_name, steps=steps, log2=log2)
+                row = dict(
+                    kind="neuron",
+                    impl="SJ 0.0.0.0.14 cupy",
+                    dtype=dtype_name,
+                    steps=steps,
+                    log2=log2,
+                )
                 if dtype_name == "bfloat16":
-                    _record(rows, {**row, "error": "not supported by SJ 0.0.0.0.14 (fp32/fp16 only)"})
+                    _record(
+                        rows, {**row, "error": "not supported by SJ 0.0.0.0.14 (fp32/fp16 only)"}
+                    )
                     continue
                 x, grad_s = _inputs(steps, 2**log2, DTYPES[dtype_name])
                 try:
                     node = neuron.ParametricLIFNode(
-                        init_tau=2.0, surrogate_function=surrogate.ATan(alpha=2.0), detach_reset=True,
-                        step_mode="m", backend="cupy").cuda()
-                    _record(rows, {**row, "ms": time_ms(_node_step(node, x, grad_s, functional.reset_net)),
-                                 "version": getattr(spikingjelly, "__version__", "0.0.0.0.14")})
+                        init_tau=2.0,
+                        surrogate_function=surrogate.ATan(alpha=2.0),
+                        detach_reset=True,
+                        step_mode="m",
+                        backend="cupy",
+                    ).cuda()
+                    _record(
+                        rows,
+                        {
+                            **row,
+                            "ms": time_ms(_node_step(node, x, grad_s, functional.reset_net)),
+                            "version": getattr(spikingjelly, "__version__", "0.0.0.0.14"),
+                        },
+                    )
                 except Exception as err:
                     _record(rows, {**row, "error": f"{type(err).__name__}: {err}"[:200]})
                 del x, grad_s
@@ -161,20 +208,43 @@ def bench_pool(steps_list, sizes, dtypes) -> list[dict]:
             for log2 in sizes:
                 n = max(1, 2 ** (log2 - 17))  # 128 x 32 x 32 = 2^17 neurons per sample
                 gen = torch.Generator(device="cuda").manual_seed(0)
-                x = (torch.rand(steps, n, 128, 32, 32, device="cuda", generator=gen) < 0.2)
+                x = torch.rand(steps, n, 128, 32, 32, device="cuda", generator=gen) < 0.2
                 x = x.to(DTYPES[dtype_name]).requires_grad_(True)
-                grad_y = torch.randn(steps, n, 128, 16, 16, device="cuda", generator=gen).to(x.dtype)
+                grad_y = torch.randn(steps, n, 128, 16, 16, device="cuda", generator=gen).to(
+                    x.dtype
+                )
                 for name, pool in impls.items():
+
                     def run(pool=pool, name=name, x=x, grad_y=grad_y):
                         x.grad = None
                         y = pool(x)
                         y.backward(grad_y.flatten(0, 1) if name == "F.max_pool2d" else grad_y)
+
                     try:
-                        _record(rows, dict(kind="max_pool", impl=name, dtype=dtype_name, steps=steps,
-                                         log2=log2, outputs=grad_y.numel(), ms=time_ms(run)))
+                        _record(
+                            rows,
+                            dict(
+                                kind="max_pool",
+                                impl=name,
+                                dtype=dtype_name,
+                                steps=steps,
+                                log2=log2,
+                                outputs=grad_y.numel(),
+                                ms=time_ms(run),
+                            ),
+                        )
                     except Exception as err:
-                        _record(rows, dict(kind="max_pool", impl=name, dtype=dtype_name, steps=steps,
-                                         log2=log2, error=f"{type(err).__name__}: {err}"[:200]))
+                        _record(
+                            rows,
+                            dict(
+                                kind="max_pool",
+                                impl=name,
+                                dtype=dtype_name,
+                                steps=steps,
+                                log2=log2,
+                                error=f"{type(err).__name__}: {err}"[:200],
+                            ),
+                        )
                 del x, grad_y
                 torch.cuda.empty_cache()
     return rows
@@ -190,21 +260,30 @@ def report(rows: list[dict], bandwidth: float) -> None:
         if not keyed:
             continue
         print(f"\n{kind}: forward + backward")
-        print(f"{'dtype':<9} {'T':>3} {'neurons':>8} {'impl':<20} {'ms':>9} {'GB/s':>7} {'of copy':>8} {'x ours':>7}")
+        print(
+            f"{'dtype':<9} {'T':>3} {'neurons':>8} {'impl':<20} {'ms':>9} {'GB/s':>7} {'of copy':>8} {'x ours':>7}"
+        )
         for (dtype_name, steps, log2), group in keyed.items():
             ours = next((r.get("ms") for r in group if r["impl"] == "plif-zoo cupy"), None)
             for r in group:
                 if "error" in r:
-                    print(f"{dtype_name:<9} {steps:>3} {'2^' + str(log2):>8} {r['impl']:<20} failed: {r['error']}")
+                    print(
+                        f"{dtype_name:<9} {steps:>3} {'2^' + str(log2):>8} {r['impl']:<20} failed: {r['error']}"
+                    )
                     continue
                 dtype = DTYPES[dtype_name]
-                lean = (neuron_bytes(steps, 2**log2, dtype) if kind == "neuron"
-                        else pool_bytes(r["outputs"], dtype))
+                lean = (
+                    neuron_bytes(steps, 2**log2, dtype)
+                    if kind == "neuron"
+                    else pool_bytes(r["outputs"], dtype)
+                )
                 gbs = lean / r["ms"] / 1e6
                 r["lean_gbs"] = gbs
                 ratio = f"{r['ms'] / ours:7.2f}" if ours else "      -"
-                print(f"{dtype_name:<9} {steps:>3} {'2^' + str(log2):>8} {r['impl']:<20} {r['ms']:9.3f} "
-                      f"{gbs:7.0f} {100 * gbs / bandwidth:7.1f}% {ratio}")
+                print(
+                    f"{dtype_name:<9} {steps:>3} {'2^' + str(log2):>8} {r['impl']:<20} {r['ms']:9.3f} "
+                    f"{gbs:7.0f} {100 * gbs / bandwidth:7.1f}% {ratio}"
+                )
     print("\n'x ours' = that implementation's time / plif-zoo cupy's time (> 1: ours is faster)")
 
 
@@ -212,15 +291,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, nargs="+", default=[4, 8, 16, 32])
     parser.add_argument("--neurons-log2", type=int, nargs="+", default=[20, 22, 24])
-    parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16", "float16"], choices=list(DTYPES))
-    parser.add_argument("--sj014", metavar="DIR", help="folder holding SpikingJelly 0.0.0.0.14 (pip --target)")
+    parser.add_argument(
+        "--dtypes", nargs="+", default=["float32", "bfloat16", "float16"], choices=list(DTYPES)
+    )
+    parser.add_argument(
+        "--sj014", metavar="DIR", help="folder holding SpikingJelly 0.0.0.0.14 (pip --target)"
+    )
     parser.add_argument("--skip-pool", action="store_true", help="neurons only")
     parser.add_argument("--json", metavar="FILE", help="also write every measurement as JSON")
     parser.add_argument("--sj014-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
-        print("benchmarks/neurons.py measures GPU kernels and needs a CUDA GPU; torch sees none here. "
-              "Run it on a machine with an NVIDIA GPU (see benchmarks/gpu_check.sh).", file=sys.stderr)
+        print(
+            "benchmarks/neurons.py measures GPU kernels and needs a CUDA GPU; torch sees none here. "
+            "Run it on a machine with an NVIDIA GPU (see benchmarks/gpu_check.sh).",
+            file=sys.stderr,
+        )
         return 2
     if args.sj014_worker:
         print(json.dumps(bench_neurons_sj014(args.steps, args.neurons_log2, args.dtypes)))
@@ -228,23 +314,51 @@ def main(argv: list[str] | None = None) -> int:
     bandwidth = copy_bandwidth_gbs()
     rows = bench_neurons_current(args.steps, args.neurons_log2, args.dtypes)
     if args.sj014:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.abspath(args.sj014), os.environ.get("PYTHONPATH", "")]))
-        cmd = [sys.executable, os.path.abspath(__file__), "--sj014-worker", "--steps", *map(str, args.steps),
-               "--neurons-log2", *map(str, args.neurons_log2), "--dtypes", *args.dtypes]
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=os.path.dirname(os.path.abspath(args.sj014)))
+        env = dict(
+            os.environ,
+            PYTHONPATH=os.pathsep.join(
+                [os.path.abspath(args.sj014), os.environ.get("PYTHONPATH", "")]
+            ),
+        )
+        cmd = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--sj014-worker",
+            "--steps",
+            *map(str, args.steps),
+            "--neurons-log2",
+            *map(str, args.neurons_log2),
+            "--dtypes",
+            *args.dtypes,
+        ]
+        done = subprocess.run(
+            cmd,
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=os.path.dirname(os.path.abspath(args.sj014)),
+        )
         sys.stderr.write(done.stderr[-4000:])
         if done.returncode == 0 and done.stdout.strip():
             rows += json.loads(done.stdout.strip().splitlines()[-1])
         else:
-            print(f"SpikingJelly 0.0.0.0.14 run failed with exit code {done.returncode}", file=sys.stderr)
+            print(
+                f"SpikingJelly 0.0.0.0.14 run failed with exit code {done.returncode}",
+                file=sys.stderr,
+            )
     if not args.skip_pool:
         rows += bench_pool(args.steps, args.neurons_log2, args.dtypes)
     report(rows, bandwidth)
     if args.json:
         from plif_zoo._io import atomic_write  # not at the top: the --sj014 worker has an old SJ
 
-        atomic_write(args.json, json.dumps(
-            {"device": torch.cuda.get_device_name(), "copy_gbs": bandwidth, "rows": rows}, indent=1))
+        atomic_write(
+            args.json,
+            json.dumps(
+                {"device": torch.cuda.get_device_name(), "copy_gbs": bandwidth, "rows": rows},
+                indent=1,
+            ),
+        )
     problem = cupy_failures(rows)
     if problem:
         print(f"benchmarks/neurons.py: FAILED: {problem}", file=sys.stderr)

@@ -15,13 +15,23 @@ from plif_zoo.training import finetune
 
 parser = argparse.ArgumentParser()
 parser.add_argument("images", type=Path)
-parser.add_argument("--model", default="fashion-mnist-plif", help="registry id with weights or a model folder")
+parser.add_argument(
+    "--model", default="fashion-mnist-plif", help="registry id with weights or a model folder"
+)
 parser.add_argument("--epochs", type=int, default=5)
 parser.add_argument("--out", default="runs/example-finetune")
 args = parser.parse_args()
 
 classes = sorted(p.name for p in (args.images / "train").iterdir() if p.is_dir())
 model = f"local-dir:{args.model}" if Path(args.model).is_dir() else args.model
-result = finetune(model, args.images, num_classes=len(classes), freeze_features=True,
-                  epochs=args.epochs, out=args.out)
-print(f"{len(classes)} classes {classes}: accuracy-B {result.accuracy_b:.2%}, model in {args.out}/best")
+result = finetune(
+    model,
+    args.images,
+    num_classes=len(classes),
+    freeze_features=True,
+    epochs=args.epochs,
+    out=args.out,
+)
+print(
+    f"{len(classes)} classes {classes}: accuracy-B {result.accuracy_b:.2%}, model in {args.out}/best"
+)

@@ -13,18 +13,22 @@ import argparse
 from plif_zoo.training import plot_run, train
 
 parser = argparse.ArgumentParser()
-parser.add_argument("--full", action="store_true", help="the paper's recipe on all 51,000 training images")
+parser.add_argument(
+    "--full", action="store_true", help="the paper's recipe on all 51,000 training images"
+)
 parser.add_argument("--resume", action="store_true")
 parser.add_argument("--out", default="runs/example-train")
 args = parser.parse_args()
 
 quick = {} if args.full else dict(epochs=1, max_train_samples=1600, max_eval_samples=500)
 result = train(
-    "fashion-mnist-plif",   # registry id; configs/fashion-mnist-plif.yaml holds what differs from the recipe
+    "fashion-mnist-plif",  # registry id; configs/fashion-mnist-plif.yaml holds what differs from the recipe
     out=args.out,
     resume=args.resume,
-    checkpoint_every=200,   # long CPU epochs: also checkpoint inside an epoch
+    checkpoint_every=200,  # long CPU epochs: also checkpoint inside an epoch
     **quick,
 )
-print(f"accuracy-B {result.accuracy_b:.2%} (epoch {result.best_epoch}), accuracy-A {result.accuracy_a:.2%}")
+print(
+    f"accuracy-B {result.accuracy_b:.2%} (epoch {result.best_epoch}), accuracy-A {result.accuracy_a:.2%}"
+)
 print("plots:", *plot_run(args.out))

@@ -8,6 +8,18 @@ from .pooling import SpikeAvgPool2d, SpikeMaxPool2d
 from .registry import list_models, model_info
 
 __version__ = library_version()  # set once, in pyproject.toml
-__all__ = ["PLIFNode", "LIFNode", "SpikeMaxPool2d", "SpikeAvgPool2d", "__version__",
-           "create_model", "load", "list_models", "model_info", "save_pretrained", "push_to_hub",
-           "NetworkConfig", "SpikingConvNet"]
+__all__ = [
+    "PLIFNode",
+    "LIFNode",
+    "SpikeMaxPool2d",
+    "SpikeAvgPool2d",
+    "__version__",
+    "create_model",
+    "load",
+    "list_models",
+    "model_info",
+    "save_pretrained",
+    "push_to_hub",
+    "NetworkConfig",
+    "SpikingConvNet",
+]

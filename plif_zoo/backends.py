@@ -122,7 +122,9 @@ def _check_explicit(name: str, x: torch.Tensor, cfg: NeuronConfig | None) -> Non
         )
 
 
-def set_backend(net: torch.nn.Module, backend: str, instance: type | tuple[type, ...] = torch.nn.Module) -> None:
+def set_backend(
+    net: torch.nn.Module, backend: str, instance: type | tuple[type, ...] = torch.nn.Module
+) -> None:
     """Set ``backend`` on every module of ``net`` (of type ``instance``) that lists it in its
     ``supported_backends``: SpikingJelly's protocol, so mixed networks work.
 

@@ -56,27 +56,96 @@ class DatasetInfo:
 
 
 _DIGITS = tuple(str(i) for i in range(10))
-_CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-_FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-            "Bag", "Ankle boot")
-_GESTURES = ("hand clapping", "right hand wave", "left hand wave", "right arm clockwise",
-             "right arm counter-clockwise", "left arm clockwise", "left arm counter-clockwise",
-             "arm roll", "air drums", "air guitar", "other gestures")
+_CIFAR10 = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
+_FASHION = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+_GESTURES = (
+    "hand clapping",
+    "right hand wave",
+    "left hand wave",
+    "right arm clockwise",
+    "right arm counter-clockwise",
+    "left arm clockwise",
+    "left arm counter-clockwise",
+    "arm roll",
+    "air drums",
+    "air guitar",
+    "other gestures",
+)
 
 DATASETS: dict[str, DatasetInfo] = {
     info.name: info
     for info in (
-        DatasetInfo("mnist", 10, (1, 28, 28), False, "http://yann.lecun.com/exdb/mnist/ (or torchvision's downloader: download=True, CLI --download)", _DIGITS),
         DatasetInfo(
-            "fashion-mnist", 10, (1, 28, 28), False,
+            "mnist",
+            10,
+            (1, 28, 28),
+            False,
+            "http://yann.lecun.com/exdb/mnist/ (or torchvision's downloader: download=True, CLI --download)",
+            _DIGITS,
+        ),
+        DatasetInfo(
+            "fashion-mnist",
+            10,
+            (1, 28, 28),
+            False,
             "`apt-get install dataset-fashion-mnist` (files land in /usr/share/datasets/fashion-mnist/), "
             "https://github.com/zalandoresearch/fashion-mnist, or torchvision's downloader (download=True, CLI --download)",
             _FASHION,
         ),
-        DatasetInfo("cifar10", 10, (3, 32, 32), False, "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz (extract it; or download=True, CLI --download)", _CIFAR10),
-        DatasetInfo("nmnist", 10, (2, 34, 34), True, "https://www.garrickorchard.com/datasets/n-mnist (Train.zip, Test.zip)", _DIGITS),
-        DatasetInfo("cifar10-dvs", 10, (2, 128, 128), True, "https://figshare.com/articles/dataset/CIFAR10-DVS_New/4724671 (the 10 class zips)", _CIFAR10),
-        DatasetInfo("dvs128-gesture", 11, (2, 128, 128), True, "https://research.ibm.com/interactive/dvsgesture/ (DvsGesture.tar.gz)", _GESTURES),
+        DatasetInfo(
+            "cifar10",
+            10,
+            (3, 32, 32),
+            False,
+            "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz (extract it; or download=True, CLI --download)",
+            _CIFAR10,
+        ),
+        DatasetInfo(
+            "nmnist",
+            10,
+            (2, 34, 34),
+            True,
+            "https://www.garrickorchard.com/datasets/n-mnist (Train.zip, Test.zip)",
+            _DIGITS,
+        ),
+        DatasetInfo(
+            "cifar10-dvs",
+            10,
+            (2, 128, 128),
+            True,
+            "https://figshare.com/articles/dataset/CIFAR10-DVS_New/4724671 (the 10 class zips)",
+            _CIFAR10,
+        ),
+        DatasetInfo(
+            "dvs128-gesture",
+            11,
+            (2, 128, 128),
+            True,
+            "https://research.ibm.com/interactive/dvsgesture/ (DvsGesture.tar.gz)",
+            _GESTURES,
+        ),
     )
 }
 # The one place label names live; the registry's ModelInfo.label_names reads them from here.
@@ -94,7 +163,9 @@ def _missing(name: str, looked_in: Sequence[Path], expected: Sequence[str]) -> D
 
 def _info(name: str) -> DatasetInfo:
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)} or 'imagefolder'")
+        raise ValueError(
+            f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)} or 'imagefolder'"
+        )
     return DATASETS[name]
 
 
@@ -104,7 +175,9 @@ def _info(name: str) -> DatasetInfo:
 class TensorImageDataset(Dataset):
     """Images held in memory as uint8 ``[N, C, H, W]``, returned as float [0, 1] ``[C, H, W]``."""
 
-    def __init__(self, images: torch.Tensor, targets: torch.Tensor, transform: Callable | None = None):
+    def __init__(
+        self, images: torch.Tensor, targets: torch.Tensor, transform: Callable | None = None
+    ):
         self.images = images
         self.targets = targets
         self.transform = transform
@@ -126,15 +199,19 @@ def _read_idx(path: Path) -> np.ndarray:
         with opener(path, "rb") as f:
             data = f.read()
     except (gzip.BadGzipFile, EOFError, zlib.error) as err:  # not gzip, cut short, failed CRC
-        raise DataFileError(f"{path} is not a readable gzip file ({err or 'it ends early'}); the download is "
-                            f"damaged: fetch the file again (or give the uncompressed file without .gz)") from err
+        raise DataFileError(
+            f"{path} is not a readable gzip file ({err or 'it ends early'}); the download is "
+            f"damaged: fetch the file again (or give the uncompressed file without .gz)"
+        ) from err
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise ValueError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
     ndim = data[3]
     dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(dims)):
-        raise ValueError(f"{path}: header says {dims} but holds {body.size} bytes; the file is truncated")
+        raise ValueError(
+            f"{path}: header says {dims} but holds {body.size} bytes; the file is truncated"
+        )
     return body.reshape(dims)
 
 
@@ -157,7 +234,8 @@ def _find_idx(name: str, data_dir: Path | None, download: bool) -> Path:
     def complete(folder: Path) -> bool:
         return all(
             (folder / f).exists() or (folder / (f + ".gz")).exists()
-            for pair in _IDX_FILES.values() for f in pair
+            for pair in _IDX_FILES.values()
+            for f in pair
         )
 
     for folder in candidates:
@@ -192,8 +270,10 @@ def _check_labels(labels: np.ndarray, num_classes: int, path: Path) -> None:
     """Every label in [0, num_classes); else a DataFileError naming the file and the first bad one."""
     bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
     if bad.size:
-        raise DataFileError(f"{path}: label {int(labels[bad[0]])} at index {int(bad[0])} is outside the "
-                            f"{num_classes} classes ({bad.size} such labels); the file is damaged: fetch it again")
+        raise DataFileError(
+            f"{path}: label {int(labels[bad[0]])} at index {int(bad[0])} is outside the "
+            f"{num_classes} classes ({bad.size} such labels); the file is damaged: fetch it again"
+        )
 
 
 _CIFAR_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
@@ -240,7 +320,9 @@ def train_transform(name: str) -> Callable | None:
 # --------------------------------------------------------------------------- splits
 
 
-def train_val_indices(targets: Sequence[int] | torch.Tensor, val_fraction: float = 0.15) -> tuple[list[int], list[int]]:
+def train_val_indices(
+    targets: Sequence[int] | torch.Tensor, val_fraction: float = 0.15
+) -> tuple[list[int], list[int]]:
     """Accuracy-B split: the first ``val_fraction`` of each class (in file order) is validation.
 
     Returns (train indices, validation indices), both in file order. Deterministic: no RNG.
@@ -285,7 +367,9 @@ def imagefolder_classes(data_dir: Path) -> list[str]:
     return find_classes(str(root))[0]
 
 
-def _imagefolder_samples(data_dir: Path, train_side: bool) -> tuple[list[tuple[str, int]], list[str]]:
+def _imagefolder_samples(
+    data_dir: Path, train_side: bool
+) -> tuple[list[tuple[str, int]], list[str]]:
     """(path, label) of a split and the class names; a test class unknown to train/ is an error,
     a train/ class without test images a warning."""
     from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
@@ -295,17 +379,27 @@ def _imagefolder_samples(data_dir: Path, train_side: bool) -> tuple[list[tuple[s
     present = classes if train_side else find_classes(str(sub))[0]
     unknown = sorted(set(present) - set(classes))
     if unknown:
-        raise DataFileError(f"imagefolder: {sub} has class folders that {data_dir / 'train'} lacks: {', '.join(unknown)}; "
-                            f"the model learns train/'s classes ({', '.join(classes)}): remove them from test/ or add them to train/")
+        raise DataFileError(
+            f"imagefolder: {sub} has class folders that {data_dir / 'train'} lacks: {', '.join(unknown)}; "
+            f"the model learns train/'s classes ({', '.join(classes)}): remove them from test/ or add them to train/"
+        )
     missing = [c for c in classes if c not in present]
     if missing:
-        warnings.warn(f"imagefolder: {sub} has no folder for the train/ class(es) {', '.join(missing)}; "
-                      f"the test accuracy leaves them out", UserWarning, stacklevel=3)
-    samples = make_dataset(str(sub), {c: i for i, c in enumerate(classes) if c in present}, extensions=IMG_EXTENSIONS)
+        warnings.warn(
+            f"imagefolder: {sub} has no folder for the train/ class(es) {', '.join(missing)}; "
+            f"the test accuracy leaves them out",
+            UserWarning,
+            stacklevel=3,
+        )
+    samples = make_dataset(
+        str(sub), {c: i for i, c in enumerate(classes) if c in present}, extensions=IMG_EXTENSIONS
+    )
     return samples, classes
 
 
-def _load_imagefolder(data_dir: Path, train_side: bool, channels: int, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def _load_imagefolder(
+    data_dir: Path, train_side: bool, channels: int, size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Images ``[N, C, H, W]`` uint8, labels ``[N]`` and class names; unreadable images are
     skipped with a warning that counts them and names the first."""
     from PIL import Image
@@ -322,14 +416,20 @@ def _load_imagefolder(data_dir: Path, train_side: bool, channels: int, size: tup
         except Exception as err:  # PIL raises OSError, SyntaxError, ValueError ... on damaged files
             bad.append(f"{path} ({err})")
             continue
-        images[len(targets)] = torch.from_numpy(arr.reshape(size[0], size[1], channels).transpose(2, 0, 1).copy())
+        images[len(targets)] = torch.from_numpy(
+            arr.reshape(size[0], size[1], channels).transpose(2, 0, 1).copy()
+        )
         targets.append(target)
     if bad:
         where = data_dir / ("train" if train_side else "test")
         if not targets:
             raise DataFileError(f"imagefolder: no readable image in {where}; e.g. {bad[0]}")
-        warnings.warn(f"imagefolder: skipped {len(bad)} unreadable image(s) of {len(samples)} in {where}, "
-                      f"e.g. {bad[0]}", UserWarning, stacklevel=2)
+        warnings.warn(
+            f"imagefolder: skipped {len(bad)} unreadable image(s) of {len(samples)} in {where}, "
+            f"e.g. {bad[0]}",
+            UserWarning,
+            stacklevel=2,
+        )
     return images[: len(targets)], torch.tensor(targets, dtype=torch.int64), classes
 
 
@@ -340,21 +440,30 @@ def _load_imagefolder(data_dir: Path, train_side: bool, channels: int, size: tup
 # extracted by SpikingJelly), extract/ (the extracted originals), events_np/ (events as .npz),
 # frames_number_{T}_split_by_number/ (frames). Any stage present is enough.
 _EVENT_ORIGINALS = {
-    "nmnist": ("download/Train.zip + download/Test.zip, or extract/Train/<digit>/*.bin + extract/Test/<digit>/*.bin",
-               ("Train", "Test")),
-    "cifar10-dvs": ("download/<class>.zip for the 10 classes, or extract/<class>/cifar10_<class>_<i>.aedat",
-                    ("airplane",)),
-    "dvs128-gesture": ("download/DvsGesture.tar.gz (+ gesture_mapping.csv, LICENSE.txt, README.txt), or "
-                       "extract/DvsGesture/ with user*_*.aedat, user*_*_labels.csv, trials_to_train.txt, trials_to_test.txt",
-                       ("DvsGesture",)),
+    "nmnist": (
+        "download/Train.zip + download/Test.zip, or extract/Train/<digit>/*.bin + extract/Test/<digit>/*.bin",
+        ("Train", "Test"),
+    ),
+    "cifar10-dvs": (
+        "download/<class>.zip for the 10 classes, or extract/<class>/cifar10_<class>_<i>.aedat",
+        ("airplane",),
+    ),
+    "dvs128-gesture": (
+        "download/DvsGesture.tar.gz (+ gesture_mapping.csv, LICENSE.txt, README.txt), or "
+        "extract/DvsGesture/ with user*_*.aedat, user*_*_labels.csv, trials_to_train.txt, trials_to_test.txt",
+        ("DvsGesture",),
+    ),
 }
 
 
 def _sj_class(name: str):
     from spikingjelly.datasets import cifar10_dvs, dvs128_gesture, n_mnist
 
-    return {"nmnist": n_mnist.NMNIST, "cifar10-dvs": cifar10_dvs.CIFAR10DVS,
-            "dvs128-gesture": dvs128_gesture.DVS128Gesture}[name]
+    return {
+        "nmnist": n_mnist.NMNIST,
+        "cifar10-dvs": cifar10_dvs.CIFAR10DVS,
+        "dvs128-gesture": dvs128_gesture.DVS128Gesture,
+    }[name]
 
 
 def _prepare_events(name: str, root: Path) -> None:
@@ -396,7 +505,9 @@ class EventFrames(Dataset):
         self.sj = sj_dataset
         self.indices = list(indices)
         self.files = [sj_dataset.samples[i][0] for i in self.indices]
-        self.targets = torch.tensor([label_of_folder(Path(f).parent.name) for f in self.files], dtype=torch.int64)
+        self.targets = torch.tensor(
+            [label_of_folder(Path(f).parent.name) for f in self.files], dtype=torch.int64
+        )
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -410,11 +521,15 @@ def _event_dataset(name: str, data_dir: Path | None, train: bool, T: int | None)
     if data_dir is None:
         raise _missing(name, [], [_EVENT_ORIGINALS[name][0]])
     if not isinstance(T, int) or T < 1:
-        raise ValueError(f"{name}: event data needs the number of frames T (a positive int), got {T!r}")
+        raise ValueError(
+            f"{name}: event data needs the number of frames T (a positive int), got {T!r}"
+        )
     _prepare_events(name, data_dir)
     cls = _sj_class(name)
     kw = dict(data_type="frame", frames_number=T, split_by="number")
-    if name == "cifar10-dvs":  # no official split: per class, numeric index 0-899 train, 900-999 test
+    if (
+        name == "cifar10-dvs"
+    ):  # no official split: per class, numeric index 0-899 train, 900-999 test
         sj = cls(str(data_dir), **kw)
         by_class: dict[int, list[int]] = {}
         for i, (_path, c) in enumerate(sj.samples):
@@ -423,10 +538,15 @@ def _event_dataset(name: str, data_dir: Path | None, train: bool, T: int | None)
         for c in sorted(by_class):
             ordered = sorted(by_class[c], key=lambda i: _natural_key(sj.samples[i][0]))
             n_test = len(ordered) // 10
-            indices += ordered[: len(ordered) - n_test] if train else ordered[len(ordered) - n_test :]
+            indices += (
+                ordered[: len(ordered) - n_test] if train else ordered[len(ordered) - n_test :]
+            )
     else:
         sj = cls(str(data_dir), train=train, **kw)
-        indices = sorted(range(len(sj.samples)), key=lambda i: (int(Path(sj.samples[i][0]).parent.name), _natural_key(sj.samples[i][0])))
+        indices = sorted(
+            range(len(sj.samples)),
+            key=lambda i: (int(Path(sj.samples[i][0]).parent.name), _natural_key(sj.samples[i][0])),
+        )
     label_of_folder = _CIFAR10.index if name == "cifar10-dvs" else int
     return EventFrames(sj, indices, label_of_folder)
 
@@ -459,7 +579,8 @@ def get_dataset(
     if data_dir is not None and not data_dir.is_dir() and not download:
         raise DatasetNotFoundError(
             f"{name}: data folder {data_dir} does not exist; pass the folder that holds the "
-            f"dataset's files" + (f" (get them from {DATASETS[name].source})" if name in DATASETS else "")
+            f"dataset's files"
+            + (f" (get them from {DATASETS[name].source})" if name in DATASETS else "")
         )
     train_side = split in ("train", "val", "train-full")
     if augment is None:  # validation is evaluated like the test set: no augmentation
@@ -468,14 +589,18 @@ def get_dataset(
         raise _missing(name, [], [_EVENT_ORIGINALS[name][0]])
     if name == "imagefolder":
         if data_dir is None or image_shape is None:
-            raise ValueError("imagefolder needs data_dir (with train/ and test/ inside) and image_shape [C, H, W]")
+            raise ValueError(
+                "imagefolder needs data_dir (with train/ and test/ inside) and image_shape [C, H, W]"
+            )
         sub = data_dir / ("train" if train_side else "test")
         if not sub.is_dir():
             raise DatasetNotFoundError(
                 f"imagefolder: {sub} not found; data_dir must hold train/ and test/, each with "
                 f"one sub-folder of images per class"
             )
-        images, targets, classes = _load_imagefolder(data_dir, train_side, image_shape[0], tuple(image_shape[1:]))
+        images, targets, classes = _load_imagefolder(
+            data_dir, train_side, image_shape[0], tuple(image_shape[1:])
+        )
         base = TensorImageDataset(images, targets)
         base.classes = classes
         num_classes = len(classes)
@@ -486,9 +611,13 @@ def get_dataset(
             base = _event_dataset(name, data_dir, train=train_side, T=T)
         else:
             if name == "cifar10":
-                x, y = _load_cifar_split(_find_cifar(data_dir, download), "train" if train_side else "test")
+                x, y = _load_cifar_split(
+                    _find_cifar(data_dir, download), "train" if train_side else "test"
+                )
             else:
-                x, y = _load_idx_split(_find_idx(name, data_dir, download), "train" if train_side else "test")
+                x, y = _load_idx_split(
+                    _find_idx(name, data_dir, download), "train" if train_side else "test"
+                )
             base = TensorImageDataset(x, y, train_transform(name) if augment else None)
     if split in ("train", "val"):
         train_idx, val_idx = train_val_indices(base.targets, val_fraction)
@@ -497,4 +626,3 @@ def get_dataset(
         ds = base
     ds.num_classes = num_classes
     return ds
-

@@ -47,7 +47,11 @@ def _score(model_id: str) -> float:
 
 def choose_model() -> str:
     """The model with weights and shipped samples, best measured accuracy first; else DemoUnavailable."""
-    candidates = [m for m in registry.list_models(pretrained=True) if registry.model_info(m).dataset in SAMPLES]
+    candidates = [
+        m
+        for m in registry.list_models(pretrained=True)
+        if registry.model_info(m).dataset in SAMPLES
+    ]
     if candidates:
         return max(candidates, key=_score)
     info = registry.model_info(DEFAULT_MODEL)
@@ -64,7 +68,9 @@ def choose_model() -> str:
 def load_samples(dataset: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Shipped sample images as float [N, C, H, W] in [0, 1] and int64 labels [N]."""
     if dataset not in SAMPLES:
-        raise KeyError(f"no sample images shipped for {dataset!r}; samples exist for {sorted(SAMPLES)}")
+        raise KeyError(
+            f"no sample images shipped for {dataset!r}; samples exist for {sorted(SAMPLES)}"
+        )
     data = load_file(SAMPLES[dataset])
     images = data["images"].float() / 255.0
     if images.dim() == 3:
@@ -72,14 +78,21 @@ def load_samples(dataset: str) -> tuple[torch.Tensor, torch.Tensor]:
     return images, data["labels"]
 
 
-def run_demo(model_id: str | None = None, out: str | Path | None = "plif-zoo-demo.png",
-             device: str | None = None, T: int | None = None, backend: str = "auto") -> DemoResult:
+def run_demo(
+    model_id: str | None = None,
+    out: str | Path | None = "plif-zoo-demo.png",
+    device: str | None = None,
+    T: int | None = None,
+    backend: str = "auto",
+) -> DemoResult:
     """Classify the samples; write the figure to ``out`` (None: no figure)."""
     model_id = model_id or choose_model()
     info = registry.model_info(model_id)
     if info.dataset not in SAMPLES:
-        raise DemoUnavailable(f"{model_id} is a {info.dataset} model; the package ships sample images "
-                              f"only for {sorted(SAMPLES)}")
+        raise DemoUnavailable(
+            f"{model_id} is a {info.dataset} model; the package ships sample images "
+            f"only for {sorted(SAMPLES)}"
+        )
     if not info.has_weights:
         raise DemoUnavailable(f"{model_id} has no weights yet; the demo needs trained weights")
     model = load(model_id, T=T, device=device, backend=backend).eval()
@@ -88,8 +101,12 @@ def run_demo(model_id: str | None = None, out: str | Path | None = "plif-zoo-dem
 
     layers = model.spiking_layers()
     spikes: dict[str, torch.Tensor] = {}
-    hooks = [node.register_forward_hook(lambda m, i, o, name=name: spikes.__setitem__(name, o.detach().cpu()))
-             for name, node in layers]
+    hooks = [
+        node.register_forward_hook(
+            lambda m, i, o, name=name: spikes.__setitem__(name, o.detach().cpu())
+        )
+        for name, node in layers
+    ]
     try:
         with torch.no_grad():
             rates = model(images).cpu()
@@ -127,8 +144,11 @@ def _draw(result: DemoResult, images: torch.Tensor, out_spikes: torch.Tensor, ou
         ax = fig.add_subplot(grid[0, i])
         ax.imshow(images[i].permute(1, 2, 0).squeeze(-1), cmap="gray", vmin=0, vmax=1)
         ok = result.predictions[i] == result.labels[i]
-        ax.set_title(f"{result.predictions[i]} {100 * result.confidence[i]:.0f}%\n(true: {result.labels[i]})",
-                     fontsize=7, color="green" if ok else "red")
+        ax.set_title(
+            f"{result.predictions[i]} {100 * result.confidence[i]:.0f}%\n(true: {result.labels[i]})",
+            fontsize=7,
+            color="green" if ok else "red",
+        )
         ax.axis("off")
         ax = fig.add_subplot(grid[1, i])
         t_idx, n_idx = out_spikes[:, i].nonzero(as_tuple=True)  # [T, N, K*P] -> this image

@@ -42,20 +42,37 @@ from .networks import NetworkConfig, SpikingConvNet
 from .neurons import LIFNode, PLIFNode
 from .pooling import SpikeAvgPool2d, SpikeMaxPool2d
 
-__all__ = ["to_nir", "from_nir", "write_nir", "read_nir", "nir_metadata", "NIRExportError",
-           "MissingExtraError", "EXPORT_FORMAT", "require_nir"]
+__all__ = [
+    "to_nir",
+    "from_nir",
+    "write_nir",
+    "read_nir",
+    "nir_metadata",
+    "NIRExportError",
+    "MissingExtraError",
+    "EXPORT_FORMAT",
+    "require_nir",
+]
 
 EXPORT_FORMAT = "plif-zoo-nir/1"  # metadata["format"]; from_nir reads only graphs with this tag
 
 # What a consumer needs to reproduce plif-zoo's forward pass; stored in every graph.
-READOUT = "class rates = mean over the T steps of the output node (the voting layer); class = argmax"
-THRESHOLD_RULE = ("plif-zoo fires on v >= v_threshold, NIR's LIF and IF on v > v_threshold; "
-                  "the two differ only when a membrane potential equals the threshold exactly")
-NEURON_RULE = ("nir.LIF with tau = dt / k (k = sigmoid(w) for PLIF, 1 / tau for LIF), r = 1 "
-               "(r = 1 / k for decay_input=False), v_leak = v_reset: one Euler step of length dt "
-               "is one plif-zoo step, so integrate with the dt given here")
-MAXPOOL_RULE = ("spike max-pooling of binary spikes = SumPool2d followed by IF (v_threshold 0.5, "
-                "r = 1 / dt, v_reset 0), the OR over each window")
+READOUT = (
+    "class rates = mean over the T steps of the output node (the voting layer); class = argmax"
+)
+THRESHOLD_RULE = (
+    "plif-zoo fires on v >= v_threshold, NIR's LIF and IF on v > v_threshold; "
+    "the two differ only when a membrane potential equals the threshold exactly"
+)
+NEURON_RULE = (
+    "nir.LIF with tau = dt / k (k = sigmoid(w) for PLIF, 1 / tau for LIF), r = 1 "
+    "(r = 1 / k for decay_input=False), v_leak = v_reset: one Euler step of length dt "
+    "is one plif-zoo step, so integrate with the dt given here"
+)
+MAXPOOL_RULE = (
+    "spike max-pooling of binary spikes = SumPool2d followed by IF (v_threshold 0.5, "
+    "r = 1 / dt, v_reset 0), the OR over each window"
+)
 
 
 class NIRExportError(ValueError):
@@ -106,9 +123,16 @@ def _neuron_node(nir, node: nn.Module, name: str, shape: tuple[int, ...], dt: fl
         raise NIRExportError(f"{name}: export a network as built by SpikingConvNet (step_mode 'm')")
     # k exactly as the forward pass uses it (LIF's decay is a float32 tensor)
     k = float(node.decay().detach().to(torch.float64))
-    params = dict(tau=dt / k, r=1.0 if node.decay_input else 1.0 / k, v_leak=node.v_reset,
-                  v_threshold=node.v_threshold, v_reset=node.v_reset)
-    return nir.LIF(**{key: np.full(shape, value, dtype=np.float64) for key, value in params.items()})
+    params = dict(
+        tau=dt / k,
+        r=1.0 if node.decay_input else 1.0 / k,
+        v_leak=node.v_reset,
+        v_threshold=node.v_threshold,
+        v_reset=node.v_reset,
+    )
+    return nir.LIF(
+        **{key: np.full(shape, value, dtype=np.float64) for key, value in params.items()}
+    )
 
 
 def _conv_node(nir, conv: nn.Conv2d, bn: nn.BatchNorm2d | None, hw, dtype):
@@ -116,17 +140,28 @@ def _conv_node(nir, conv: nn.Conv2d, bn: nn.BatchNorm2d | None, hw, dtype):
     if conv.groups != 1 or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
         raise NIRExportError(f"conv {conv} is not a plain zero-padded ungrouped conv")
     w = conv.weight.detach().to(torch.float64)
-    b = (conv.bias.detach().to(torch.float64) if conv.bias is not None
-         else torch.zeros(w.shape[0], dtype=torch.float64))
+    b = (
+        conv.bias.detach().to(torch.float64)
+        if conv.bias is not None
+        else torch.zeros(w.shape[0], dtype=torch.float64)
+    )
     if bn is not None:
         if bn.running_mean is None:
             raise NIRExportError("BatchNorm without running statistics cannot be folded")
         scale = bn.weight.detach().to(torch.float64) / torch.sqrt(
-            bn.running_var.to(torch.float64) + bn.eps)
+            bn.running_var.to(torch.float64) + bn.eps
+        )
         w = w * scale.view(-1, 1, 1, 1)
         b = (b - bn.running_mean.to(torch.float64)) * scale + bn.bias.detach().to(torch.float64)
-    return nir.Conv2d(input_shape=tuple(hw), weight=_np(w, dtype), stride=conv.stride,
-                      padding=conv.padding, dilation=conv.dilation, groups=1, bias=_np(b, dtype))
+    return nir.Conv2d(
+        input_shape=tuple(hw),
+        weight=_np(w, dtype),
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=1,
+        bias=_np(b, dtype),
+    )
 
 
 def _pool(nir, chain: _Chain, pool: nn.Module, name: str, shape, dt: float) -> tuple[int, ...]:
@@ -138,14 +173,20 @@ def _pool(nir, chain: _Chain, pool: nn.Module, name: str, shape, dt: float) -> t
         chain.add(name, nir.AvgPool2d(kernel_size=kernel, stride=stride, padding=np.array([0, 0])))
         return out
     chain.add(name, nir.SumPool2d(kernel_size=kernel, stride=stride, padding=np.array([0, 0])))
-    chain.add(f"{name}_or", nir.IF(r=np.full(out, 1.0 / dt), v_threshold=np.full(out, 0.5),
-                                   v_reset=np.zeros(out)))
+    chain.add(
+        f"{name}_or",
+        nir.IF(r=np.full(out, 1.0 / dt), v_threshold=np.full(out, 0.5), v_reset=np.zeros(out)),
+    )
     return out
 
 
 def _is_conv_bn(module: nn.Module) -> bool:
-    return (isinstance(module, nn.Sequential) and len(module) == 2
-            and isinstance(module[0], nn.Conv2d) and isinstance(module[1], nn.BatchNorm2d))
+    return (
+        isinstance(module, nn.Sequential)
+        and len(module) == 2
+        and isinstance(module[0], nn.Conv2d)
+        and isinstance(module[1], nn.BatchNorm2d)
+    )
 
 
 def _features(nir, chain: _Chain, model: SpikingConvNet, dt: float, dtype) -> tuple[int, ...]:
@@ -182,7 +223,9 @@ def _classifier(nir, chain: _Chain, model: SpikingConvNet, shape, dt: float, dty
     for i, module in enumerate(model.classifier):
         name = f"classifier_{i}"
         if isinstance(module, nn.Flatten):
-            chain.add(name, nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0, end_dim=-1))
+            chain.add(
+                name, nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0, end_dim=-1)
+            )
         elif type(module).__name__ == "Dropout":
             continue  # identity at inference
         elif isinstance(module, nn.Linear) and module.bias is None:
@@ -201,8 +244,10 @@ def _metadata(model: SpikingConvNet, dt: float, T: int, model_id, weights_sha256
     cfg = model.config
     chw = "x".join(map(str, (cfg.in_channels, *cfg.input_size)))
     if cfg.static:
-        contract = (f"static image [{chw}] with values in [0, 1] (not normalised: the 'normalise' "
-                    f"node does it), the same image fed at each of the T steps")
+        contract = (
+            f"static image [{chw}] with values in [0, 1] (not normalised: the 'normalise' "
+            f"node does it), the same image fed at each of the T steps"
+        )
     else:
         contract = f"event frames: frame t [{chw}] of raw event counts fed at step t, T frames"
     try:
@@ -210,17 +255,30 @@ def _metadata(model: SpikingConvNet, dt: float, T: int, model_id, weights_sha256
     except importlib.metadata.PackageNotFoundError:
         version = "unknown"
     meta = {
-        "format": EXPORT_FORMAT, "dt": float(dt), "T": int(T), "input": contract,
-        "readout": READOUT, "threshold_comparison": THRESHOLD_RULE, "neuron_mapping": NEURON_RULE,
-        "max_pooling": MAXPOOL_RULE, "plif_zoo_version": version,
+        "format": EXPORT_FORMAT,
+        "dt": float(dt),
+        "T": int(T),
+        "input": contract,
+        "readout": READOUT,
+        "threshold_comparison": THRESHOLD_RULE,
+        "neuron_mapping": NEURON_RULE,
+        "max_pooling": MAXPOOL_RULE,
+        "plif_zoo_version": version,
         "architecture": json.dumps(cfg.to_dict()),
-        "model_id": model_id, "weights_sha256": weights_sha256,
+        "model_id": model_id,
+        "weights_sha256": weights_sha256,
     }
     return {k: v for k, v in meta.items() if v is not None}  # HDF5 cannot store None
 
 
-def to_nir(model: SpikingConvNet, dt: float = 1e-3, *, T: int | None = None,
-           model_id: str | None = None, weights_sha256: str | None = None):
+def to_nir(
+    model: SpikingConvNet,
+    dt: float = 1e-3,
+    *,
+    T: int | None = None,
+    model_id: str | None = None,
+    weights_sha256: str | None = None,
+):
     """A ``nir.NIRGraph`` computing one step of ``model`` per call (exact, see the module doc).
 
     ``dt``: the time step (seconds) the consumer must integrate with; any positive value is
@@ -273,7 +331,9 @@ def nir_metadata(graph) -> dict:
 
 def _assign(param: torch.Tensor, array: np.ndarray, name: str) -> None:
     if tuple(param.shape) != tuple(array.shape):
-        raise ValueError(f"NIR node {name!r} holds shape {array.shape}, the model expects {tuple(param.shape)}")
+        raise ValueError(
+            f"NIR node {name!r} holds shape {array.shape}, the model expects {tuple(param.shape)}"
+        )
     param.data.copy_(torch.from_numpy(np.asarray(array)))
 
 
@@ -289,11 +349,15 @@ def _load_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d, node, name: str) -> None:
 def _load_neuron(module: nn.Module, node, name: str, dt: float) -> None:
     k = dt / float(np.asarray(node.tau).flat[0])
     if not np.allclose(np.asarray(node.r), 1.0):
-        raise NIRExportError(f"{name}: r != 1 (decay_input=False) cannot be read into a zoo network")
+        raise NIRExportError(
+            f"{name}: r != 1 (decay_input=False) cannot be read into a zoo network"
+        )
     if isinstance(module, PLIFNode):
         module.w.data.fill_(float(np.log(k / (1.0 - k))))  # sigmoid(w) = k
     elif not np.isclose(1.0 / k, module.tau, rtol=1e-9):
-        raise ValueError(f"{name}: tau {1.0 / k} differs from the architecture's LIF tau {module.tau}")
+        raise ValueError(
+            f"{name}: tau {1.0 / k} differs from the architecture's LIF tau {module.tau}"
+        )
 
 
 def from_nir(graph_or_path, backend: str = "auto") -> SpikingConvNet:
@@ -307,9 +371,13 @@ def from_nir(graph_or_path, backend: str = "auto") -> SpikingConvNet:
         graph = read_nir(graph_or_path)
     meta = nir_metadata(graph)
     if meta.get("format") != EXPORT_FORMAT:
-        raise ValueError(f"not a plif-zoo export (metadata format {meta.get('format')!r}, "
-                         f"expected {EXPORT_FORMAT!r}); from_nir reads only graphs written by to_nir")
-    model = SpikingConvNet(NetworkConfig.from_dict(json.loads(meta["architecture"])), backend=backend)
+        raise ValueError(
+            f"not a plif-zoo export (metadata format {meta.get('format')!r}, "
+            f"expected {EXPORT_FORMAT!r}); from_nir reads only graphs written by to_nir"
+        )
+    model = SpikingConvNet(
+        NetworkConfig.from_dict(json.loads(meta["architecture"])), backend=backend
+    )
     if graph.nodes["vote"].weight.dtype == np.float64:
         model.double()
     encoder, dt = model.features[0], float(meta["dt"])

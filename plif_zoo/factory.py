@@ -24,8 +24,11 @@ __all__ = ["load", "create_model", "save_pretrained", "push_to_hub"]
 
 def _no_weights_error(model_id: str) -> NoPretrainedWeightsError:
     available = registry.list_models(pretrained=True)
-    listing = (f"models with weights: {', '.join(available)}" if available
-               else "no model has published weights yet")
+    listing = (
+        f"models with weights: {', '.join(available)}"
+        if available
+        else "no model has published weights yet"
+    )
     return NoPretrainedWeightsError(
         f"{model_id!r} has no published weights ({listing}). Build it untrained with "
         f"plif_zoo.load({model_id!r}, pretrained=False) or plif_zoo.create_model({model_id!r}), "
@@ -33,19 +36,21 @@ def _no_weights_error(model_id: str) -> NoPretrainedWeightsError:
     )
 
 
-def _load_named_folder(name: str, revision: str | None, cache_dir, local_files_only: bool,
-                       backend: str) -> tuple[SpikingConvNet, dict]:
+def _load_named_folder(
+    name: str, revision: str | None, cache_dir, local_files_only: bool, backend: str
+) -> tuple[SpikingConvNet, dict]:
     """``local-dir:PATH`` or ``hf-hub:ORG/NAME[@REV]``: checked against the config it ships."""
     if name.startswith("local-dir:"):
-        folder = Path(name[len("local-dir:"):]).expanduser()
+        folder = Path(name[len("local-dir:") :]).expanduser()
         if not folder.is_dir():
             raise FileNotFoundError(f"local-dir: {folder} is not a folder")
         return load_folder(folder, backend=backend)
-    repo_id, rev = hub.parse_hub_name(name[len("hf-hub:"):])
+    repo_id, rev = hub.parse_hub_name(name[len("hf-hub:") :])
     if revision is not None and rev is not None and revision != rev:
         raise ValueError(f"two revisions given: {name!r} and revision={revision!r}; pass one")
-    folder = hub.download(repo_id, revision=revision or rev, cache_dir=cache_dir,
-                          local_files_only=local_files_only)
+    folder = hub.download(
+        repo_id, revision=revision or rev, cache_dir=cache_dir, local_files_only=local_files_only
+    )
     return load_folder(folder, backend=backend, remove_on_mismatch=True)
 
 
@@ -59,8 +64,12 @@ def _resolve_pretrained(
     local = registry.local_folder(name)
     if local is not None and revision is None:
         expected = info.weights.sha256 if info.weights else None
-        return load_folder(local, expected_sha256=expected, expected_architecture=info.architecture,
-                           backend=backend)
+        return load_folder(
+            local,
+            expected_sha256=expected,
+            expected_architecture=info.architecture,
+            backend=backend,
+        )
     if info.weights is None:
         raise _no_weights_error(name)
     if info.weights.revision is None and revision is None:
@@ -70,15 +79,31 @@ def _resolve_pretrained(
             f"or set PLIF_ZOO_WEIGHTS to a folder holding {name}/ (searched: "
             f"{', '.join(str(d) for d in registry.weights_dirs())})"
         )
-    folder = hub.download(info.weights.hf_repo, revision=revision or info.weights.revision,
-                          cache_dir=cache_dir, local_files_only=local_files_only)
+    folder = hub.download(
+        info.weights.hf_repo,
+        revision=revision or info.weights.revision,
+        cache_dir=cache_dir,
+        local_files_only=local_files_only,
+    )
     expected = info.weights.sha256 if revision is None else None  # another commit: its own config
-    return load_folder(folder, expected_sha256=expected, expected_architecture=info.architecture,
-                       backend=backend, remove_on_mismatch=True)
+    return load_folder(
+        folder,
+        expected_sha256=expected,
+        expected_architecture=info.architecture,
+        backend=backend,
+        remove_on_mismatch=True,
+    )
 
 
-def _load_pretrained(name: str, num_classes: int | None, revision, cache_dir, local_files_only,
-                     backend: str, config_changes: dict) -> SpikingConvNet:
+def _load_pretrained(
+    name: str,
+    num_classes: int | None,
+    revision,
+    cache_dir,
+    local_files_only,
+    backend: str,
+    config_changes: dict,
+) -> SpikingConvNet:
     if config_changes:
         raise TypeError(
             f"architecture changes {sorted(config_changes)} need pretrained=False; a pretrained "
@@ -96,11 +121,13 @@ def _load_pretrained(name: str, num_classes: int | None, revision, cache_dir, lo
     return model
 
 
-def _build_untrained(name: str, num_classes: int | None, T: int | None, backend: str,
-                     config_changes: dict) -> SpikingConvNet:
+def _build_untrained(
+    name: str, num_classes: int | None, T: int | None, backend: str, config_changes: dict
+) -> SpikingConvNet:
     if name.startswith(("local-dir:", "hf-hub:")):
         raise ValueError(
-            f"{name!r} names weights; use pretrained=True, or a registry id for an untrained model")
+            f"{name!r} names weights; use pretrained=True, or a registry id for an untrained model"
+        )
     config = registry.model_info(name).architecture
     if num_classes is not None:
         config_changes["num_classes"] = num_classes
@@ -140,8 +167,9 @@ def load(
     if not isinstance(name, str):
         raise TypeError(f"name must be a string, got {type(name).__name__}")
     if pretrained:
-        model = _load_pretrained(name, num_classes, revision, cache_dir, local_files_only,
-                                 backend, config_changes)
+        model = _load_pretrained(
+            name, num_classes, revision, cache_dir, local_files_only, backend, config_changes
+        )
     else:
         model = _build_untrained(name, num_classes, T, backend, config_changes)
     if T is not None:
@@ -165,13 +193,18 @@ def _fill_from_registry(card: dict) -> None:
         return
     card.setdefault("dataset", info.dataset)
     card.setdefault("label_names", list(info.label_names))
-    paper = {k: v for k, v in (("accuracy_a", info.paper_accuracy_a),
-                               ("accuracy_b", info.paper_accuracy_b)) if v is not None}
+    paper = {
+        k: v
+        for k, v in (("accuracy_a", info.paper_accuracy_a), ("accuracy_b", info.paper_accuracy_b))
+        if v is not None
+    }
     if paper:
         card.setdefault("paper_metrics", paper)
 
 
-def save_pretrained(model: SpikingConvNet, directory: str | os.PathLike, **card_fields: Any) -> Path:
+def save_pretrained(
+    model: SpikingConvNet, directory: str | os.PathLike, **card_fields: Any
+) -> Path:
     """Write ``model`` as a Hub model folder: config.json, model.safetensors, README.md.
 
     ``card_fields`` (all JSON-serialisable) go into config.json under ``"card"`` and into
@@ -208,8 +241,13 @@ def push_to_hub(
     """
     hub.check_repo_id(repo_id)
     hub.check_revision(revision)
-    kw = dict(revision=revision, private=private, commit_message=commit_message,
-              endpoint=endpoint, token=token)
+    kw = dict(
+        revision=revision,
+        private=private,
+        commit_message=commit_message,
+        endpoint=endpoint,
+        token=token,
+    )
     if not isinstance(model_or_dir, torch.nn.Module):
         if card_fields:
             raise TypeError("card fields can only be given with a model, not with a folder")

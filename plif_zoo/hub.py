@@ -47,6 +47,7 @@ __all__ = [
 _REVISION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
 _COMMIT_RE = re.compile(r"[0-9a-f]{40}")
 
+
 def check_repo_id(repo_id: str) -> str:
     """Validate ``ORG/NAME`` (ASCII letters, digits, ``._-``; no ``..`` / ``--``; no path parts).
 
@@ -125,16 +126,20 @@ def _env_seconds(name: str, default: float) -> float:
     except ValueError:
         seconds = float("nan")
     if not (seconds > 0 and math.isfinite(seconds)):
-        raise ValueError(f"${name}={value!r} must be a positive number of seconds; unset it "
-                         f"for plif-zoo's default ({default:g} s)")
+        raise ValueError(
+            f"${name}={value!r} must be a positive number of seconds; unset it "
+            f"for plif-zoo's default ({default:g} s)"
+        )
     return seconds
 
 
 def hub_timeouts() -> tuple[float, float]:
     """(etag, download) timeouts in seconds: $HF_HUB_ETAG_TIMEOUT / $HF_HUB_DOWNLOAD_TIMEOUT
     read now, else ETAG_TIMEOUT / DOWNLOAD_TIMEOUT."""
-    return (_env_seconds("HF_HUB_ETAG_TIMEOUT", ETAG_TIMEOUT),
-            _env_seconds("HF_HUB_DOWNLOAD_TIMEOUT", DOWNLOAD_TIMEOUT))
+    return (
+        _env_seconds("HF_HUB_ETAG_TIMEOUT", ETAG_TIMEOUT),
+        _env_seconds("HF_HUB_DOWNLOAD_TIMEOUT", DOWNLOAD_TIMEOUT),
+    )
 
 
 @contextlib.contextmanager
@@ -151,8 +156,9 @@ def _download_timeout(seconds: float):
         constants.HF_HUB_DOWNLOAD_TIMEOUT = old
 
 
-def _unreachable(repo_id: str, filename: str, revision: str | None, endpoint: str | None,
-                 timeout: float) -> Exception | None:
+def _unreachable(
+    repo_id: str, filename: str, revision: str | None, endpoint: str | None, timeout: float
+) -> Exception | None:
     """One metadata request without retries: the network error when the server cannot be
     reached or does not answer within ``timeout``, None when it answers (even with an error,
     which the download then reports)."""
@@ -161,8 +167,13 @@ def _unreachable(repo_id: str, filename: str, revision: str | None, endpoint: st
 
     url = hf_hub_url(repo_id, filename, revision=revision, endpoint=endpoint)
     try:
-        get_hf_file_metadata(url, timeout=timeout, library_name=LIBRARY_NAME,
-                             library_version=library_version(), endpoint=endpoint)
+        get_hf_file_metadata(
+            url,
+            timeout=timeout,
+            library_name=LIBRARY_NAME,
+            library_version=library_version(),
+            endpoint=endpoint,
+        )
     except (hf.HfHubHTTPError, hf.EntryNotFoundError):
         return None
     except Exception as err:  # httpx's connect / timeout errors: not a public type of the client
@@ -170,8 +181,15 @@ def _unreachable(repo_id: str, filename: str, revision: str | None, endpoint: st
     return None
 
 
-def _translate(err: Exception, filename: str, repo_id: str, revision: str | None,
-               server: str, cache: str | None, offline: bool) -> HubDownloadError | None:
+def _translate(
+    err: Exception,
+    filename: str,
+    repo_id: str,
+    revision: str | None,
+    server: str,
+    cache: str | None,
+    offline: bool,
+) -> HubDownloadError | None:
     """The client's error as a HubDownloadError naming the repo and the next step.
 
     None: a missing optional model card, which the caller skips.
@@ -184,11 +202,13 @@ def _translate(err: Exception, filename: str, repo_id: str, revision: str | None
     if isinstance(err, hf.RepositoryNotFoundError):
         return HubDownloadError(
             f"Hub repo {repo_id!r} was not found on {server} (or it is private: log in with "
-            f"`hf auth login`); check the name")
+            f"`hf auth login`); check the name"
+        )
     if isinstance(err, hf.RevisionNotFoundError):
         return HubDownloadError(
             f"revision {revision!r} of Hub repo {repo_id!r} was not found on {server}; "
-            f"check the branch, tag or commit")
+            f"check the branch, tag or commit"
+        )
     missing = isinstance(err, (hf.LocalEntryNotFoundError, hf.EntryNotFoundError))
     if missing and filename == CARD_NAME:
         return None
@@ -196,19 +216,23 @@ def _translate(err: Exception, filename: str, repo_id: str, revision: str | None
         return HubDownloadError(
             f"{filename} of {where} is not in the Hugging Face cache ({cache or 'default cache'}) "
             f"and downloads are off (HF_HUB_OFFLINE=1 or local_files_only=True); run once with "
-            f"network access or unset HF_HUB_OFFLINE")
+            f"network access or unset HF_HUB_OFFLINE"
+        )
     if isinstance(err, hf.LocalEntryNotFoundError):
         return HubDownloadError(
             f"could not download {filename} of Hub repo {where} from {server}: no connection "
             f"and no cached copy. Retry with network access, set HF_ENDPOINT to a reachable "
-            f"mirror, or use HF_HUB_OFFLINE=1 with a warm cache")
+            f"mirror, or use HF_HUB_OFFLINE=1 with a warm cache"
+        )
     if isinstance(err, hf.EntryNotFoundError):
         return HubDownloadError(
             f"Hub repo {where} has no file {filename!r}; it is not a plif-zoo model folder "
-            f"(expected {CONFIG_NAME} and {WEIGHTS_NAME})")
+            f"(expected {CONFIG_NAME} and {WEIGHTS_NAME})"
+        )
     return HubDownloadError(
         f"downloading {filename} of Hub repo {where} from {server} failed: {err}. Retry, "
-        f"set HF_ENDPOINT to a reachable mirror, or use HF_HUB_OFFLINE=1 with a warm cache")
+        f"set HF_ENDPOINT to a reachable mirror, or use HF_HUB_OFFLINE=1 with a warm cache"
+    )
 
 
 def download(
@@ -243,8 +267,14 @@ def download(
     probed, down = False, None
     folder: Path | None = None
     for filename in filenames:
-        kw = dict(repo_id=repo_id, filename=filename, revision=revision, cache_dir=cache,
-                  library_name=LIBRARY_NAME, library_version=library_version())
+        kw = dict(
+            repo_id=repo_id,
+            filename=filename,
+            revision=revision,
+            cache_dir=cache,
+            library_name=LIBRARY_NAME,
+            library_version=library_version(),
+        )
         try:
             path = None
             if cache_first:
@@ -275,14 +305,16 @@ def download(
     return folder
 
 
-def _no_answer(err: Exception, filename: str, repo_id: str, revision: str | None, server: str,
-               timeout: float) -> HubDownloadError:
+def _no_answer(
+    err: Exception, filename: str, repo_id: str, revision: str | None, server: str, timeout: float
+) -> HubDownloadError:
     where = repo_id + (f"@{revision}" if revision else "")
     return HubDownloadError(
         f"could not download {filename} of Hub repo {where} from {server}: no connection or no "
         f"answer within {timeout:g} s ({type(err).__name__}) and no cached copy. Retry with "
         f"network access, set HF_ENDPOINT to a reachable mirror, raise HF_HUB_ETAG_TIMEOUT for a "
-        f"slow one, or use HF_HUB_OFFLINE=1 with a warm cache")
+        f"slow one, or use HF_HUB_OFFLINE=1 with a warm cache"
+    )
 
 
 def _cached(kw: dict) -> str | None:
@@ -317,8 +349,12 @@ def upload_folder(
     check_revision(revision)
     folder = Path(folder)
     verify_file(folder / WEIGHTS_NAME, read_config(folder)["files"][WEIGHTS_NAME]["sha256"])
-    api = HfApi(endpoint=hub_endpoint(endpoint), token=token, library_name=LIBRARY_NAME,
-                library_version=library_version())
+    api = HfApi(
+        endpoint=hub_endpoint(endpoint),
+        token=token,
+        library_name=LIBRARY_NAME,
+        library_version=library_version(),
+    )
     api.create_repo(repo_id, private=private, exist_ok=True)
     if revision is not None:
         api.create_branch(repo_id, branch=revision, exist_ok=True)

@@ -50,7 +50,9 @@ def library_version() -> str:
     """The installed plif-zoo version (set once, in pyproject.toml); ``0+unknown`` when not installed."""
     try:
         return importlib.metadata.version(LIBRARY_NAME)
-    except importlib.metadata.PackageNotFoundError:  # a source tree on sys.path, never pip-installed
+    except (
+        importlib.metadata.PackageNotFoundError
+    ):  # a source tree on sys.path, never pip-installed
         return "0+unknown"
 
 
@@ -116,9 +118,15 @@ def _card_metadata(card: dict[str, Any]) -> str:
     """The README's YAML front matter, built by huggingface_hub (escaping, model-index schema)."""
     dataset = card.get("dataset", "unknown")
     results = [
-        EvalResult(task_type="image-classification", dataset_type=dataset, dataset_name=dataset,
-                   dataset_split="test", metric_type="accuracy", metric_name=name,
-                   metric_value=float(value))
+        EvalResult(
+            task_type="image-classification",
+            dataset_type=dataset,
+            dataset_name=dataset,
+            dataset_split="test",
+            metric_type="accuracy",
+            metric_name=name,
+            metric_value=float(value),
+        )
         for name, value in (card.get("metrics") or {}).items()
     ]
     data = ModelCardData(
@@ -167,13 +175,20 @@ def model_card(config: dict) -> str:
         f"| classes | {arch['num_classes']} |",
     ]
     lines += [f"| {name} | {float(value):.2f}% |" for name, value in metrics.items()]
-    lines += [f"| {key} | {_cell(card[key])} |" for key in ("protocol", "recipe", "hardware", "command")
-              if key in card]
-    lines += [f"| paper {name} | {float(value):.2f}% |"
-              for name, value in (card.get("paper_metrics") or {}).items()]
+    lines += [
+        f"| {key} | {_cell(card[key])} |"
+        for key in ("protocol", "recipe", "hardware", "command")
+        if key in card
+    ]
+    lines += [
+        f"| paper {name} | {float(value):.2f}% |"
+        for name, value in (card.get("paper_metrics") or {}).items()
+    ]
     taus = card.get("taus") or {}
     if taus:
-        lines.append("| tau per layer | " + ", ".join(f"{k}: {v:.3g}" for k, v in taus.items()) + " |")
+        lines.append(
+            "| tau per layer | " + ", ".join(f"{k}: {v:.3g}" for k, v in taus.items()) + " |"
+        )
     for figure in card.get("figures") or []:
         lines += ["", f"![{Path(figure).stem}]({figure})"]
     return "\n".join(lines) + "\n"
@@ -193,14 +208,19 @@ def read_config(folder: str | os.PathLike) -> dict:
     try:
         config = json.loads(path.read_bytes().decode("utf-8"))
     except UnicodeDecodeError as err:
-        raise ModelFolderError(f"{path} is not UTF-8 text (byte {err.start}); it is damaged "
-                               f"or not a config.json: write it with plif_zoo.save_pretrained") from None
+        raise ModelFolderError(
+            f"{path} is not UTF-8 text (byte {err.start}); it is damaged "
+            f"or not a config.json: write it with plif_zoo.save_pretrained"
+        ) from None
     except json.JSONDecodeError as err:
         raise ModelFolderError(f"{path} is not valid JSON: {err}") from None
     files = config.get("files") if isinstance(config, dict) else None
     entry = files.get(WEIGHTS_NAME) if isinstance(files, dict) else None
-    if (not isinstance(config, dict) or not isinstance(config.get("architecture"), dict)
-            or not isinstance(entry, dict)):
+    if (
+        not isinstance(config, dict)
+        or not isinstance(config.get("architecture"), dict)
+        or not isinstance(entry, dict)
+    ):
         raise ModelFolderError(
             f"{path} is not a plif-zoo config: it needs 'architecture' (an object) and "
             f"'files' -> '{WEIGHTS_NAME}' -> 'sha256' (write it with plif_zoo.save_pretrained)"
@@ -217,8 +237,9 @@ def check_architecture(config: dict, expected: NetworkConfig, where: str | os.Pa
     """
     got = _network_config(config, where).to_dict()
     want = expected.to_dict()
-    differ = [f"{k}: {got[k]!r} (registry: {want[k]!r})" for k in want
-              if k != "T" and got[k] != want[k]]
+    differ = [
+        f"{k}: {got[k]!r} (registry: {want[k]!r})" for k in want if k != "T" and got[k] != want[k]
+    ]
     if differ:
         raise ModelFolderError(
             f"{Path(where) / CONFIG_NAME} does not describe the registry's architecture for "
@@ -227,8 +248,9 @@ def check_architecture(config: dict, expected: NetworkConfig, where: str | os.Pa
         )
 
 
-def verify_file(path: str | os.PathLike, expected_sha256: str, *,
-                remove_on_mismatch: bool = False) -> None:
+def verify_file(
+    path: str | os.PathLike, expected_sha256: str, *, remove_on_mismatch: bool = False
+) -> None:
     """Raise ChecksumError when ``path``'s sha256 differs; optionally delete the bad file first."""
     actual = sha256_file(path)
     if actual == expected_sha256:
@@ -258,7 +280,9 @@ def _network_config(config: dict, where: str | os.PathLike) -> NetworkConfig:
         raise ModelFolderError(f"{Path(where) / CONFIG_NAME}: bad 'architecture': {err}") from None
 
 
-def model_from_config(config: dict, backend: str = "auto", where: str | os.PathLike = ".") -> SpikingConvNet:
+def model_from_config(
+    config: dict, backend: str = "auto", where: str | os.PathLike = "."
+) -> SpikingConvNet:
     """An untrained network with the architecture a config.json records."""
     return SpikingConvNet(_network_config(config, where), backend=backend)
 
@@ -271,14 +295,16 @@ def _load_weights(model: SpikingConvNet, weights: Path) -> None:
     except (SafetensorError, OSError, ValueError) as err:
         raise ModelFolderError(
             f"{weights} cannot be read as safetensors ({err}); it is truncated or damaged: "
-            f"download or copy it again") from None
+            f"download or copy it again"
+        ) from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
         detail = " ".join(str(err).split())
         raise ModelFolderError(
             f"{weights.parent / CONFIG_NAME} does not fit {weights}: {detail[:600]}. Both files "
-            f"must come from one save_pretrained call") from None
+            f"must come from one save_pretrained call"
+        ) from None
 
 
 def load_folder(
@@ -307,7 +333,9 @@ def load_folder(
         )
     expected = expected_sha256 or recorded
     if not expected:
-        raise ValueError(f"{folder / CONFIG_NAME} gives no sha256 for {WEIGHTS_NAME}; cannot verify it")
+        raise ValueError(
+            f"{folder / CONFIG_NAME} gives no sha256 for {WEIGHTS_NAME}; cannot verify it"
+        )
     if expected_architecture is not None:
         check_architecture(config, expected_architecture, folder)
     verify_file(weights, expected, remove_on_mismatch=remove_on_mismatch)

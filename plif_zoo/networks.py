@@ -48,7 +48,9 @@ class NetworkConfig:
     input_size: tuple[int, int]  # (H, W) of the input image or event frame
     num_classes: int  # classes; the output layer has num_classes * population neurons
     T: int  # default number of time steps (event nets: frames per sample)
-    static: bool  # True: image [N, C, H, W], first Conv+BN computed once; False: frames [N, T, C, H, W]
+    static: (
+        bool  # True: image [N, C, H, W], first Conv+BN computed once; False: frames [N, T, C, H, W]
+    )
     channels: int  # width of every conv layer (the paper uses one width per network)
     stages: tuple[int, ...]  # conv layers per down-sampling stage (N_conv per stage, N_down stages)
     fc_hidden: tuple[int, ...]  # widths of the hidden FC layers (N_fc - 1 of them)
@@ -95,7 +97,9 @@ class NetworkConfig:
         if self.neuron not in NEURONS:
             raise ValueError(f"NetworkConfig.neuron must be one of {NEURONS}, got {self.neuron!r}")
         if self.pooling not in POOLINGS:
-            raise ValueError(f"NetworkConfig.pooling must be one of {POOLINGS}, got {self.pooling!r}")
+            raise ValueError(
+                f"NetworkConfig.pooling must be one of {POOLINGS}, got {self.pooling!r}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"NetworkConfig.dropout must be in [0, 1), got {self.dropout!r}")
         if (self.mean is None) != (self.std is None):
@@ -218,8 +222,11 @@ def _check_values(x: torch.Tensor, image: bool) -> None:
             f"still answer with confidence: clean or drop those samples first"
         )
     if image and (lo < -_IMAGE_SLACK or hi > 1 + _IMAGE_SLACK):
-        hint = ("it looks like [0, 255] pixels: divide by 255" if lo >= 0 and hi > 2 else
-                "pass raw images: the model normalises them with its own mean/std")
+        hint = (
+            "it looks like [0, 255] pixels: divide by 255"
+            if lo >= 0 and hi > 2
+            else "pass raw images: the model normalises them with its own mean/std"
+        )
         raise ValueError(f"expected images in [0, 1], got values in [{lo:.4g}, {hi:.4g}]; {hint}")
 
 
@@ -295,8 +302,11 @@ class SpikingConvNet(nn.Module):
         old = self.output_layer
         index = next(i for i, m in enumerate(self.classifier) if m is old)
         self.classifier[index] = nn.Linear(
-            old.in_features, num_classes * self.config.population, bias=False,
-            device=old.weight.device, dtype=old.weight.dtype,
+            old.in_features,
+            num_classes * self.config.population,
+            bias=False,
+            device=old.weight.device,
+            dtype=old.weight.dtype,
         )
         self.config.num_classes = num_classes
         functional.invalidate_reset_cache(self)
@@ -325,8 +335,11 @@ class SpikingConvNet(nn.Module):
         cfg = self.config
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
             got = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
-            advice = ("convert with .float() / 255 (images are expected in [0, 1])" if cfg.static
-                      else "convert with .float() (event counts)")
+            advice = (
+                "convert with .float() / 255 (images are expected in [0, 1])"
+                if cfg.static
+                else "convert with .float() (event counts)"
+            )
             raise TypeError(f"expected a floating-point tensor, got {got}; {advice}")
         chw = (cfg.in_channels, *cfg.input_size)
         if cfg.static:
@@ -354,27 +367,65 @@ class SpikingConvNet(nn.Module):
 
 
 # The six networks of Table 1, as the authors' code builds them.
-_DIGITS = dict(in_channels=1, input_size=(28, 28), num_classes=10, T=8, static=True, channels=128,
-               stages=(1, 1), fc_hidden=(2048,), fc_dropout=(True, True))
+_DIGITS = dict(
+    in_channels=1,
+    input_size=(28, 28),
+    num_classes=10,
+    T=8,
+    static=True,
+    channels=128,
+    stages=(1, 1),
+    fc_hidden=(2048,),
+    fc_dropout=(True, True),
+)
 PAPER_NETWORKS: dict[str, NetworkConfig] = {
     "mnist": NetworkConfig(**_DIGITS, mean=(0.1307,), std=(0.3081,)),
     "fashion-mnist": NetworkConfig(**_DIGITS, mean=(0.2860,), std=(0.3530,)),
     "cifar10": NetworkConfig(
-        in_channels=3, input_size=(32, 32), num_classes=10, T=8, static=True, channels=256,
-        stages=(3, 3), fc_hidden=(2048,), fc_dropout=(True, False),
-        mean=(0.4914, 0.4822, 0.4465), std=(0.2023, 0.1994, 0.2010),
+        in_channels=3,
+        input_size=(32, 32),
+        num_classes=10,
+        T=8,
+        static=True,
+        channels=256,
+        stages=(3, 3),
+        fc_hidden=(2048,),
+        fc_dropout=(True, False),
+        mean=(0.4914, 0.4822, 0.4465),
+        std=(0.2023, 0.1994, 0.2010),
     ),
     "nmnist": NetworkConfig(
-        in_channels=2, input_size=(34, 34), num_classes=10, T=10, static=False, channels=128,
-        stages=(1, 1), fc_hidden=(2048,), fc_dropout=(True, True),
+        in_channels=2,
+        input_size=(34, 34),
+        num_classes=10,
+        T=10,
+        static=False,
+        channels=128,
+        stages=(1, 1),
+        fc_hidden=(2048,),
+        fc_dropout=(True, True),
     ),
     "cifar10-dvs": NetworkConfig(
-        in_channels=2, input_size=(128, 128), num_classes=10, T=20, static=False, channels=128,
-        stages=(1, 1, 1, 1), fc_hidden=(2048,), fc_dropout=(True, True),
+        in_channels=2,
+        input_size=(128, 128),
+        num_classes=10,
+        T=20,
+        static=False,
+        channels=128,
+        stages=(1, 1, 1, 1),
+        fc_hidden=(2048,),
+        fc_dropout=(True, True),
     ),
     "dvs128-gesture": NetworkConfig(
-        in_channels=2, input_size=(128, 128), num_classes=11, T=20, static=False, channels=128,
-        stages=(1, 1, 1, 1, 1), fc_hidden=(512,), fc_dropout=(True, True),
+        in_channels=2,
+        input_size=(128, 128),
+        num_classes=11,
+        T=20,
+        static=False,
+        channels=128,
+        stages=(1, 1, 1, 1, 1),
+        fc_hidden=(512,),
+        fc_dropout=(True, True),
     ),
 }
 
@@ -382,7 +433,9 @@ PAPER_NETWORKS: dict[str, NetworkConfig] = {
 def paper_config(dataset: str, **changes) -> NetworkConfig:
     """The Table 1 network for ``dataset`` with some fields changed (neuron, init_tau, pooling, T...)."""
     if dataset not in PAPER_NETWORKS:
-        raise KeyError(f"no paper network for dataset {dataset!r}; choose one of {list(PAPER_NETWORKS)}")
+        raise KeyError(
+            f"no paper network for dataset {dataset!r}; choose one of {list(PAPER_NETWORKS)}"
+        )
     return PAPER_NETWORKS[dataset].replace(**changes)
 
 
@@ -391,4 +444,3 @@ def count_parameters(config: NetworkConfig) -> int:
     with torch.device("meta"):
         model = SpikingConvNet(config, backend="torch")
     return sum(p.numel() for p in model.parameters())
-

@@ -244,7 +244,9 @@ class _LeakyNode(neuron.BaseNode):
         self._check_input(x_seq, 2)
         compute = torch.promote_types(x_seq.dtype, torch.float32)
         v_init = self._initial_state(x_seq, compute)
-        s_seq, v_out = multi_step(x_seq, v_init, self.decay(x_seq.device), self.config, self.backend)
+        s_seq, v_out = multi_step(
+            x_seq, v_init, self.decay(x_seq.device), self.config, self.backend
+        )
         if self.store_v_seq:
             self.v_seq = v_out
             self.v = v_out[-1] if len(v_out) else v_init
@@ -295,8 +297,14 @@ class PLIFNode(_LeakyNode):
     ):
         init_tau = _check_tau(init_tau, "init_tau")
         super().__init__(
-            decay_input, v_threshold, v_reset, surrogate_function, detach_reset,
-            step_mode, backend, store_v_seq,
+            decay_input,
+            v_threshold,
+            v_reset,
+            surrogate_function,
+            detach_reset,
+            step_mode,
+            backend,
+            store_v_seq,
         )
         self.w = torch.nn.Parameter(torch.tensor(-math.log(init_tau - 1.0)))
 
@@ -326,8 +334,14 @@ class LIFNode(_LeakyNode):
     ):
         self._tau = _check_tau(tau, "tau")
         super().__init__(
-            decay_input, v_threshold, v_reset, surrogate_function, detach_reset,
-            step_mode, backend, store_v_seq,
+            decay_input,
+            v_threshold,
+            v_reset,
+            surrogate_function,
+            detach_reset,
+            step_mode,
+            backend,
+            store_v_seq,
         )
 
     def decay(self, device: torch.device | str | None = None) -> torch.Tensor:
@@ -341,7 +355,12 @@ class LIFNode(_LeakyNode):
 
 
 def _check_tau(tau: float, name: str) -> float:
-    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not math.isfinite(tau) or tau <= 1.0:
+    if (
+        isinstance(tau, bool)
+        or not isinstance(tau, (int, float))
+        or not math.isfinite(tau)
+        or tau <= 1.0
+    ):
         raise ValueError(
             f"{name} must be a finite number > 1 (the decay 1/{name} lies in (0, 1)), got {tau!r}; "
             f"the paper uses 2.0 (and 16.0 in its ablation)"

@@ -21,7 +21,9 @@ __all__ = ["SpikeMaxPool2d", "SpikeAvgPool2d", "max_pool_multi_step"]
 def _pair(v: int | tuple[int, int], name: str = "kernel_size") -> tuple[int, int]:
     """An int or a pair -> a pair of positive ints (h, w)."""
     pair = (v, v) if isinstance(v, int) else tuple(v) if isinstance(v, (tuple, list)) else ()
-    if len(pair) != 2 or not all(isinstance(p, int) and not isinstance(p, bool) and p > 0 for p in pair):
+    if len(pair) != 2 or not all(
+        isinstance(p, int) and not isinstance(p, bool) and p > 0 for p in pair
+    ):
         raise ValueError(f"{name} must be a positive int or a pair of them, got {v!r}")
     return pair
 
@@ -65,7 +67,10 @@ class _WindowMaxPool(torch.autograd.Function):
 
 
 def max_pool_multi_step(
-    x_seq: torch.Tensor, kernel_size: tuple[int, int], stride: tuple[int, int], backend: str = "auto"
+    x_seq: torch.Tensor,
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    backend: str = "auto",
 ) -> torch.Tensor:
     """Max-pool ``x_seq: [T, N, C, H, W]`` (or any [M, C, H, W]) -> [T, N, C, Ho, Wo]."""
     kernel_size, stride = _pair(kernel_size), _pair(stride, "stride")
@@ -95,6 +100,7 @@ def _check_fits(x: torch.Tensor, kernel: tuple[int, int]) -> None:
 
 class _SpikePool2d(torch.nn.Module, base.StepModule):
     supported_backends = backends.NAMES  # SpikingJelly's protocol, see backends.set_backend
+
     def __init__(self, kernel_size, stride, step_mode: str, backend: str):
         super().__init__()
         self.kernel_size = _pair(kernel_size)

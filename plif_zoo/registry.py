@@ -45,11 +45,36 @@ __all__ = [
 #   "fashion-mnist-plif": dict(revision="0123...", sha256="abcd...", accuracy=93.1,
 #                              protocol="accuracy-B: ..., 1 x H200, `plif-zoo train ...`"),
 PUBLISHED_WEIGHTS: dict[str, dict] = {
-    "fashion-mnist-plif": dict(revision=None, sha256="e8c8c991512edc7624480805bf4afa4088ffe5c3102de1cb100d1c7cbaa80fde", accuracy=92.91, protocol="accuracy-B, 7 epochs on a 2-core CPU (paper: 1024 epochs); see weights/fashion-mnist-plif/README.md"),
-    "fashion-mnist-lif": dict(revision=None, sha256="4c22257102f62e17f530404776e457679effc71bc9f9cddaefa5c5aa301cb013", accuracy=91.46, protocol="accuracy-B, 3 epochs on a 2-core CPU (paper: 1024 epochs); see weights/fashion-mnist-lif/README.md"),
-    "fashion-mnist-plif-avgpool": dict(revision=None, sha256="b29dc660d1ae818738c868662cce1ad706066fb9019aa6e793d0b55dcb9e5ab1", accuracy=91.77, protocol="accuracy-B, 3 epochs on a 2-core CPU (paper: 1024 epochs); see weights/fashion-mnist-plif-avgpool/README.md"),
-    "fashion-mnist-plif-tau16": dict(revision=None, sha256="39f6598d957fae75f5137fc635ef2d2d214311f8b614ca9f38a6885543c08306", accuracy=90.15, protocol="accuracy-B, 3 epochs on a 2-core CPU (paper: 1024 epochs); see weights/fashion-mnist-plif-tau16/README.md"),
-    "fashion-mnist-lif-tau16": dict(revision=None, sha256="4591c80cefabfaaf5cbb9f23d0abb56cfddb61bacef690040b86066de2504789", accuracy=87.77, protocol="accuracy-B, 3 epochs on a 2-core CPU (paper: 1024 epochs); see weights/fashion-mnist-lif-tau16/README.md"),
+    "fashion-mnist-plif": dict(
+        revision=None,
+        sha256="e8c8c991512edc7624480805bf4afa4088ffe5c3102de1cb100d1c7cbaa80fde",
+        accuracy=92.91,
+        protocol="accuracy-B, 7 epochs on a 2-core CPU (paper: 1024 epochs); see weights/fashion-mnist-plif/README.md",
+    ),
+    "fashion-mnist-lif": dict(
+        revision=None,
+        sha256="4c22257102f62e17f530404776e457679effc71bc9f9cddaefa5c5aa301cb013",
+        accuracy=91.46,
+        protocol="accuracy-B, 3 epochs on a 2-core CPU (paper: 1024 epochs); see weights/fashion-mnist-lif/README.md",
+    ),
+    "fashion-mnist-plif-avgpool": dict(
+        revision=None,
+        sha256="b29dc660d1ae818738c868662cce1ad706066fb9019aa6e793d0b55dcb9e5ab1",
+        accuracy=91.77,
+        protocol="accuracy-B, 3 epochs on a 2-core CPU (paper: 1024 epochs); see weights/fashion-mnist-plif-avgpool/README.md",
+    ),
+    "fashion-mnist-plif-tau16": dict(
+        revision=None,
+        sha256="39f6598d957fae75f5137fc635ef2d2d214311f8b614ca9f38a6885543c08306",
+        accuracy=90.15,
+        protocol="accuracy-B, 3 epochs on a 2-core CPU (paper: 1024 epochs); see weights/fashion-mnist-plif-tau16/README.md",
+    ),
+    "fashion-mnist-lif-tau16": dict(
+        revision=None,
+        sha256="4591c80cefabfaaf5cbb9f23d0abb56cfddb61bacef690040b86066de2504789",
+        accuracy=87.77,
+        protocol="accuracy-B, 3 epochs on a 2-core CPU (paper: 1024 epochs); see weights/fashion-mnist-lif-tau16/README.md",
+    ),
 }
 
 HUB_ORG = "plif-zoo"
@@ -57,10 +82,22 @@ HUB_ORG = "plif-zoo"
 # Paper accuracy (percent). A = best test accuracy during training; B = test accuracy at
 # the epoch of best validation accuracy (15% of train held out). Table 2 gives both for
 # PLIF tau0=2 max-pool; Tables 4 and 5 give A for the ablations.
-_PAPER_A = {"mnist": 99.72, "fashion-mnist": 94.38, "cifar10": 93.50, "nmnist": 99.61,
-            "cifar10-dvs": 74.80, "dvs128-gesture": 97.57}
-_PAPER_B = {"mnist": 99.63, "fashion-mnist": 93.85, "cifar10": 92.58, "nmnist": 99.57,
-            "cifar10-dvs": 69.00, "dvs128-gesture": 96.53}
+_PAPER_A = {
+    "mnist": 99.72,
+    "fashion-mnist": 94.38,
+    "cifar10": 93.50,
+    "nmnist": 99.61,
+    "cifar10-dvs": 74.80,
+    "dvs128-gesture": 97.57,
+}
+_PAPER_B = {
+    "mnist": 99.63,
+    "fashion-mnist": 93.85,
+    "cifar10": 92.58,
+    "nmnist": 99.57,
+    "cifar10-dvs": 69.00,
+    "dvs128-gesture": 96.53,
+}
 _ABLATION_DATASETS = ("fashion-mnist", "cifar10", "cifar10-dvs", "dvs128-gesture")
 _ABLATION_A = {  # variant -> dataset -> accuracy-A
     variant: dict(zip(_ABLATION_DATASETS, row, strict=True))
@@ -103,11 +140,15 @@ class ModelInfo:
     dataset: str  # mnist, fashion-mnist, cifar10, nmnist, cifar10-dvs, dvs128-gesture
     architecture: NetworkConfig  # rebuilds the network (Table 1 + this variant)
     label_names: tuple[str, ...]  # class names in output order
-    paper_accuracy_a: float | None  # percent, paper's accuracy-A (Table 2, 4 or 5); None if not reported
+    paper_accuracy_a: (
+        float | None
+    )  # percent, paper's accuracy-A (Table 2, 4 or 5); None if not reported
     paper_accuracy_b: float | None  # percent, paper's accuracy-B (Table 2); None if not reported
     paper_source: str | None  # which table of the paper the numbers come from
     accuracy: float | None = None  # percent, our measured test accuracy; None until weights exist
-    accuracy_protocol: str | None = None  # how `accuracy` was measured (A/B, split, hardware, command)
+    accuracy_protocol: str | None = (
+        None  # how `accuracy` was measured (A/B, split, hardware, command)
+    )
     weights: WeightSource | None = None  # published weights; None = architecture only
 
     @property
@@ -295,13 +336,17 @@ def markdown_table(pattern: str = "*") -> str:
     for model_id in (i for i in _REGISTRY if fnmatch.fnmatchcase(i, pattern)):  # paper order
         info = model_info(model_id)
         shape = "x".join(map(str, info.input_shape))
-        ours = pct(info.accuracy) + (f" ({info.accuracy_protocol})" if info.accuracy_protocol else "")
+        ours = pct(info.accuracy) + (
+            f" ({info.accuracy_protocol})" if info.accuracy_protocol else ""
+        )
         if info.weights is None:
             weights = "no"
         elif info.weights.revision is None:
             weights = f"yes (`weights/{model_id}/`)"
         else:
-            weights = f"[yes](https://huggingface.co/{info.weights.hf_repo}/tree/{info.weights.revision})"
+            weights = (
+                f"[yes](https://huggingface.co/{info.weights.hf_repo}/tree/{info.weights.revision})"
+            )
         rows.append(
             f"| `{model_id}` | {info.dataset} | {shape} | {info.T} | {info.num_params / 1e6:.2f}M | "
             f"{pct(info.paper_accuracy_a)} | {pct(info.paper_accuracy_b)} | {ours} | {weights} |"
@@ -309,7 +354,9 @@ def markdown_table(pattern: str = "*") -> str:
     return "\n".join(rows) + "\n"
 
 
-def published_entry(folder: str | os.PathLike, revision: str | None, hf_repo: str | None = None) -> str:
+def published_entry(
+    folder: str | os.PathLike, revision: str | None, hf_repo: str | None = None
+) -> str:
     """The ``PUBLISHED_WEIGHTS`` line that registers a model folder pushed to the Hub at
     ``revision`` (None: shipped in the repository's weights/ folder only).
 
@@ -329,4 +376,3 @@ def published_entry(folder: str | os.PathLike, revision: str | None, hf_repo: st
     if card.get("protocol"):
         fields.append(f"protocol={card['protocol']!r}")
     return f"    {model_id!r}: dict({', '.join(fields)}),"
-

@@ -35,8 +35,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="default: weights/<model_id>")
     parser.add_argument("--command", required=True, help="the training command, for the card")
     parser.add_argument("--float16", action="store_true", help="store float16 weights")
-    parser.add_argument("--max-eval-samples", type=int, default=None,
-                        help="only to try this script: evaluate on N images (the card then says so)")
+    parser.add_argument(
+        "--max-eval-samples",
+        type=int,
+        default=None,
+        help="only to try this script: evaluate on N images (the card then says so)",
+    )
     args = parser.parse_args()
 
     run = args.run_dir
@@ -44,17 +48,27 @@ def main() -> None:
     best_cfg = json.loads((run / "best" / "config.json").read_text())["card"]
     model = plif_zoo.load(f"local-dir:{run / 'best'}")
     if args.float16:  # measure exactly the weights that are stored (not the unsaved buffers)
-        model.load_state_dict({k: v.half().float() if v.is_floating_point() else v
-                               for k, v in model.state_dict().items()})
+        model.load_state_dict(
+            {
+                k: v.half().float() if v.is_floating_point() else v
+                for k, v in model.state_dict().items()
+            }
+        )
     model.eval()
 
     results = {}
     limit = args.max_eval_samples
     for split, n in (("val", limit), ("test", limit), ("test_slice", SLICE_SAMPLES)):
-        r = training.evaluate(model, "fashion-mnist" if args.model_id.startswith("fashion-mnist") else None,
-                                split="test" if split == "test_slice" else split, max_samples=n)
+        r = training.evaluate(
+            model,
+            "fashion-mnist" if args.model_id.startswith("fashion-mnist") else None,
+            split="test" if split == "test_slice" else split,
+            max_samples=n,
+        )
         results[split] = r
-        print(f"{split}: top1 {100 * r['top1']:.2f}% on {r['samples']} images ({r['images_per_s']:.0f} img/s)")
+        print(
+            f"{split}: top1 {100 * r['top1']:.2f}% on {r['samples']} images ({r['images_per_s']:.0f} img/s)"
+        )
 
     accuracy_a = max(float(r["test_top1"]) for r in rows)
     metrics = {
@@ -93,7 +107,11 @@ def main() -> None:
         batch_size=recipe["batch_size"],
         lr=recipe["lr"],
         T=model.T,
-        slice_check={"split": "test", "samples": SLICE_SAMPLES, "top1": results["test_slice"]["top1"]},
+        slice_check={
+            "split": "test",
+            "samples": SLICE_SAMPLES,
+            "top1": results["test_slice"]["top1"],
+        },
         figures=figures,
         weights_dtype="float16" if args.float16 else "float32",
     )

@@ -45,8 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     new = replace_table(text, table)
     if args.check:
         if new != text:
-            print(f"{args.readme}: the zoo table is stale; run python scripts/readme_table.py --write",
-                  file=sys.stderr)
+            print(
+                f"{args.readme}: the zoo table is stale; run python scripts/readme_table.py --write",
+                file=sys.stderr,
+            )
             return 1
         return 0
     atomic_write(args.readme, new)

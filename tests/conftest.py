@@ -22,7 +22,8 @@ backend: torch
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "fashion_mnist: reads the real Fashion-MNIST (skipped when not installed)")
+        "markers", "fashion_mnist: reads the real Fashion-MNIST (skipped when not installed)"
+    )
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

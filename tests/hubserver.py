@@ -43,8 +43,9 @@ class HubServer:
         self._thread: threading.Thread | None = None
 
     # -- content
-    def commit(self, repo_id: str, files: dict[str, bytes], branch: str = "main",
-               message: str = "commit") -> str:
+    def commit(
+        self, repo_id: str, files: dict[str, bytes], branch: str = "main", message: str = "commit"
+    ) -> str:
         """Add a commit on ``branch`` (created with the repo if missing); returns its 40-hex sha."""
         with self._lock:
             repo = self.repos.setdefault(repo_id, Repo())
@@ -96,8 +97,9 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     # -- helpers
-    def _send(self, status: int, body: bytes = b"", headers: dict | None = None,
-              head_only: bool = False) -> None:
+    def _send(
+        self, status: int, body: bytes = b"", headers: dict | None = None, head_only: bool = False
+    ) -> None:
         self.send_response(status)
         headers = dict(headers or {})
         headers.setdefault("Content-Length", str(len(body)))
@@ -108,12 +110,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _json(self, status: int, data, head_only: bool = False) -> None:
-        self._send(status, json.dumps(data).encode(), {"Content-Type": "application/json"}, head_only)
+        self._send(
+            status, json.dumps(data).encode(), {"Content-Type": "application/json"}, head_only
+        )
 
     def _error(self, code: str, message: str, status: int = 404, head_only: bool = False) -> None:
         body = json.dumps({"error": message}).encode()
-        self._send(status, body, {"Content-Type": "application/json", "X-Error-Code": code,
-                                  "X-Error-Message": message}, head_only)
+        self._send(
+            status,
+            body,
+            {"Content-Type": "application/json", "X-Error-Code": code, "X-Error-Message": message},
+            head_only,
+        )
 
     def _body(self) -> bytes:
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -158,15 +166,34 @@ class _Handler(BaseHTTPRequestHandler):
                 revision = rest[1] if len(rest) > 1 else "main"
                 sha, files = self._snapshot(repo_id, revision, head_only)
                 if sha is not None:
-                    self._json(200, {"id": repo_id, "modelId": repo_id, "sha": sha, "private": False,
-                                     "siblings": [{"rfilename": f} for f in sorted(files)]}, head_only)
+                    self._json(
+                        200,
+                        {
+                            "id": repo_id,
+                            "modelId": repo_id,
+                            "sha": sha,
+                            "private": False,
+                            "siblings": [{"rfilename": f} for f in sorted(files)],
+                        },
+                        head_only,
+                    )
                 return None
             if rest[0] == "tree" and len(rest) >= 2:
                 sha, files = self._snapshot(repo_id, rest[1], head_only)
                 if sha is not None:
-                    self._json(200, [{"type": "file", "path": f, "size": len(b),
-                                      "oid": hashlib.sha1(b).hexdigest()} for f, b in sorted(files.items())],
-                               head_only)
+                    self._json(
+                        200,
+                        [
+                            {
+                                "type": "file",
+                                "path": f,
+                                "size": len(b),
+                                "oid": hashlib.sha1(b).hexdigest(),
+                            }
+                            for f, b in sorted(files.items())
+                        ],
+                        head_only,
+                    )
                 return None
         return self._error("EntryNotFound", f"no route {self.path}", head_only=head_only)
 
@@ -175,10 +202,16 @@ class _Handler(BaseHTTPRequestHandler):
         if sha is None:
             return
         if path not in files:
-            return self._error("EntryNotFound", f"{path} does not exist at {revision}", head_only=head_only)
+            return self._error(
+                "EntryNotFound", f"{path} does not exist at {revision}", head_only=head_only
+            )
         data = files[path]
-        headers = {"X-Repo-Commit": sha, "ETag": f'"{hashlib.sha256(data).hexdigest()}"',
-                   "Content-Type": "application/octet-stream", "Accept-Ranges": "bytes"}
+        headers = {
+            "X-Repo-Commit": sha,
+            "ETag": f'"{hashlib.sha256(data).hexdigest()}"',
+            "Content-Type": "application/octet-stream",
+            "Accept-Ranges": "bytes",
+        }
         status, start = 200, 0
         rng = self.headers.get("Range", "")
         if rng.startswith("bytes=") and rng[6:].split("-")[0].isdigit():
@@ -198,7 +231,9 @@ class _Handler(BaseHTTPRequestHandler):
             repo_id = f"{req.get('organization')}/{req['name']}"
             if repo_id in self.hub.repos:
                 return self._error("RepoExists", "You already created this model repo", status=409)
-            self.hub.commit(repo_id, {".gitattributes": b"*.safetensors filter=lfs\n"}, message="init")
+            self.hub.commit(
+                repo_id, {".gitattributes": b"*.safetensors filter=lfs\n"}, message="init"
+            )
             return self._json(200, {"url": f"{self.hub.url}/{repo_id}", "name": repo_id})
         if p == ["api", "validate-yaml"]:
             return self._json(200, {"errors": [], "warnings": []})
@@ -215,8 +250,20 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._json(200, {})
             if action == "preupload":
                 files = json.loads(body)["files"]
-                return self._json(200, {"files": [{"path": f["path"], "uploadMode": "regular",
-                                                   "shouldIgnore": False, "oid": None} for f in files]})
+                return self._json(
+                    200,
+                    {
+                        "files": [
+                            {
+                                "path": f["path"],
+                                "uploadMode": "regular",
+                                "shouldIgnore": False,
+                                "oid": None,
+                            }
+                            for f in files
+                        ]
+                    },
+                )
             if action == "commit":
                 return self._commit(repo_id, repo, revision, body)
         return self._error("EntryNotFound", f"no route {self.path}")
@@ -232,10 +279,18 @@ class _Handler(BaseHTTPRequestHandler):
             elif item["key"] == "file" and item["value"].get("encoding") == "base64":
                 files[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
             else:
-                return self._error("BadRequest", f"unsupported commit entry {item['key']}", status=400)
+                return self._error(
+                    "BadRequest", f"unsupported commit entry {item['key']}", status=400
+                )
         sha = self.hub.commit(repo_id, files, branch=revision, message=message)
-        self._json(200, {"commitUrl": f"{self.hub.url}/{repo_id}/commit/{sha}", "commitOid": sha,
-                         "pullRequestUrl": None})
+        self._json(
+            200,
+            {
+                "commitUrl": f"{self.hub.url}/{repo_id}/commit/{sha}",
+                "commitOid": sha,
+                "pullRequestUrl": None,
+            },
+        )
 
 
 class SilentServer:

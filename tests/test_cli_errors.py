@@ -35,34 +35,46 @@ def one_line_error(capsys, argv: list[str], command: str, *needles: str) -> str:
     return err
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["train", MODEL_ID, "--device", "bogus"], "unknown device 'bogus'"),
-    (["train", MODEL_ID, "--threads", "-1"], "--threads: expected a positive integer"),
-    (["train", MODEL_ID, "--dataset", "bogus"], "unknown dataset 'bogus'"),
-    (["train", MODEL_ID, "--lr", "inf"], "--lr: expected a finite number > 0"),
-    (["train", MODEL_ID, "--lr", "nan"], "--lr: expected a finite number > 0"),
-    (["train", MODEL_ID, "--lr", "0"], "--lr: expected a finite number > 0"),
-    (["train", MODEL_ID, "--checkpoint-every", "-1"], "--checkpoint-every: expected an integer >= 0"),
-    (["train", MODEL_ID, "--epochs", "0"], "--epochs"),
-    (["train", MODEL_ID, "--batch-size", "-3"], "--batch-size"),
-    (["train", MODEL_ID, "--t-max", "0"], "--t-max"),
-    (["train", MODEL_ID, "--seed", "-1"], "--seed"),
-    (["train", MODEL_ID, "--T", "0"], "--T"),
-    (["train", MODEL_ID, "--val-fraction", "1.0"], "--val-fraction: expected a fraction in [0, 1)"),
-    (["train", MODEL_ID, "--val-fraction", "nan"], "--val-fraction"),
-    (["train", MODEL_ID, "--max-train-samples", "0"], "--max-train-samples"),
-    (["train", MODEL_ID, "--max-eval-samples", "-5"], "--max-eval-samples"),
-    (["train", MODEL_ID, "--eval-batch-size", "0"], "--eval-batch-size"),
-    (["train", MODEL_ID, "--num-workers", "-1"], "--num-workers"),
-    (["train", MODEL_ID, "--backend", "gpu"], "--backend"),
-    (["finetune", MODEL_ID, "--num-classes", "0"], "--num-classes"),
-    (["finetune", MODEL_ID, "--num-classes", "3", "--lr", "-inf"], "--lr"),
-    (["eval", MODEL_ID, "--batch-size", "0"], "--batch-size: expected a positive integer, got 0"),
-    (["eval", MODEL_ID, "--max-eval-samples", "-5"], "--max-eval-samples"),
-    (["eval", MODEL_ID, "--device", "bogus"], "unknown device"),
-    (["demo", "--T", "0"], "--T"),
-    (["export", MODEL_ID, "-o", "x.nir", "--dt", "inf"], "--dt"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["train", MODEL_ID, "--device", "bogus"], "unknown device 'bogus'"),
+        (["train", MODEL_ID, "--threads", "-1"], "--threads: expected a positive integer"),
+        (["train", MODEL_ID, "--dataset", "bogus"], "unknown dataset 'bogus'"),
+        (["train", MODEL_ID, "--lr", "inf"], "--lr: expected a finite number > 0"),
+        (["train", MODEL_ID, "--lr", "nan"], "--lr: expected a finite number > 0"),
+        (["train", MODEL_ID, "--lr", "0"], "--lr: expected a finite number > 0"),
+        (
+            ["train", MODEL_ID, "--checkpoint-every", "-1"],
+            "--checkpoint-every: expected an integer >= 0",
+        ),
+        (["train", MODEL_ID, "--epochs", "0"], "--epochs"),
+        (["train", MODEL_ID, "--batch-size", "-3"], "--batch-size"),
+        (["train", MODEL_ID, "--t-max", "0"], "--t-max"),
+        (["train", MODEL_ID, "--seed", "-1"], "--seed"),
+        (["train", MODEL_ID, "--T", "0"], "--T"),
+        (
+            ["train", MODEL_ID, "--val-fraction", "1.0"],
+            "--val-fraction: expected a fraction in [0, 1)",
+        ),
+        (["train", MODEL_ID, "--val-fraction", "nan"], "--val-fraction"),
+        (["train", MODEL_ID, "--max-train-samples", "0"], "--max-train-samples"),
+        (["train", MODEL_ID, "--max-eval-samples", "-5"], "--max-eval-samples"),
+        (["train", MODEL_ID, "--eval-batch-size", "0"], "--eval-batch-size"),
+        (["train", MODEL_ID, "--num-workers", "-1"], "--num-workers"),
+        (["train", MODEL_ID, "--backend", "gpu"], "--backend"),
+        (["finetune", MODEL_ID, "--num-classes", "0"], "--num-classes"),
+        (["finetune", MODEL_ID, "--num-classes", "3", "--lr", "-inf"], "--lr"),
+        (
+            ["eval", MODEL_ID, "--batch-size", "0"],
+            "--batch-size: expected a positive integer, got 0",
+        ),
+        (["eval", MODEL_ID, "--max-eval-samples", "-5"], "--max-eval-samples"),
+        (["eval", MODEL_ID, "--device", "bogus"], "unknown device"),
+        (["demo", "--T", "0"], "--T"),
+        (["export", MODEL_ID, "-o", "x.nir", "--dt", "inf"], "--dt"),
+    ],
+)
 def test_bad_flag_values_are_one_line_errors(capsys, argv, needle):
     one_line_error(capsys, argv, argv[0], needle)
 
@@ -70,8 +82,13 @@ def test_bad_flag_values_are_one_line_errors(capsys, argv, needle):
 def test_yaml_config_with_a_syntax_error_names_the_file(capsys, tmp_path):
     config = tmp_path / "bad.yaml"
     config.write_text("model: mnist-lif\nlr: [1, 2\n")
-    one_line_error(capsys, ["train", str(config), "--out", str(tmp_path / "run")], "train",
-                   f"{config} is not valid YAML", "line 2")
+    one_line_error(
+        capsys,
+        ["train", str(config), "--out", str(tmp_path / "run")],
+        "train",
+        f"{config} is not valid YAML",
+        "line 2",
+    )
     assert not (tmp_path / "run").exists()
 
 
@@ -89,8 +106,14 @@ def test_cli_backends_are_the_packages():
 
 def test_list_into_a_closed_pipe_ends_quietly():
     plif_zoo_bin = Path(sys.executable).with_name("plif-zoo")
-    proc = subprocess.run(f"'{plif_zoo_bin}' list | head -2", shell=True, capture_output=True,
-                          text=True, timeout=120, executable="/bin/bash")
+    proc = subprocess.run(
+        f"'{plif_zoo_bin}' list | head -2",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        executable="/bin/bash",
+    )
     assert len(proc.stdout.splitlines()) == 2
     assert "BrokenPipeError" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
@@ -160,12 +183,16 @@ def test_truncated_weights_whose_recorded_sha256_matches(capsys, folder, size):
     _eval_folder(capsys, folder, f"{weights} cannot be read as safetensors", "truncated or damaged")
 
 
-def test_plif_zoo_weights_folder_without_config_is_skipped_with_a_warning(folder, tmp_path, monkeypatch):
+def test_plif_zoo_weights_folder_without_config_is_skipped_with_a_warning(
+    folder, tmp_path, monkeypatch
+):
     from plif_zoo import registry
 
     broken = tmp_path / "first" / MODEL_ID
     broken.mkdir(parents=True)
     (broken / WEIGHTS_NAME).write_bytes((folder / WEIGHTS_NAME).read_bytes())
-    monkeypatch.setenv("PLIF_ZOO_WEIGHTS", os.pathsep.join([str(tmp_path / "first"), str(tmp_path)]))
+    monkeypatch.setenv(
+        "PLIF_ZOO_WEIGHTS", os.pathsep.join([str(tmp_path / "first"), str(tmp_path)])
+    )
     with pytest.warns(UserWarning, match=rf"skipped {broken}: it has no config.json"):
         assert registry.local_folder(MODEL_ID) == folder

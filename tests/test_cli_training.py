@@ -14,15 +14,31 @@ import pytest
 from plif_zoo import data
 
 pytestmark = pytest.mark.fashion_mnist  # tests/conftest.py skips it
-SMALL = ["--batch-size", "8", "--max-train-samples", "48", "--max-eval-samples", "24", "--threads", "1"]
+SMALL = [
+    "--batch-size",
+    "8",
+    "--max-train-samples",
+    "48",
+    "--max-eval-samples",
+    "24",
+    "--threads",
+    "1",
+]
 
 
 def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     plif_zoo = Path(sys.executable).with_name("plif-zoo")
-    proc = subprocess.run([str(plif_zoo), *args], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.run(
+        [str(plif_zoo), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"plif-zoo {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"plif-zoo {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
+        )
     return proc
 
 
@@ -48,25 +64,56 @@ def test_train_then_resume_continues_the_epoch_count(tmp_path, config):
 
     result = json.loads(cli("eval", str(out / "best"), "--max-eval-samples", "16", "--json").stdout)
     assert result["samples"] == 16 and 0.0 <= result["top1"] <= 1.0
-    assert {"loss", "firing_rates", "spikes_per_sample", "synops_per_sample", "images_per_s"} <= set(result)
+    assert {
+        "loss",
+        "firing_rates",
+        "spikes_per_sample",
+        "synops_per_sample",
+        "images_per_s",
+    } <= set(result)
 
     plots = cli("plot", str(out)).stdout.split()
     assert [Path(p).name for p in plots] == ["accuracy.png", "tau.png"]
 
 
 def test_eval_of_an_untrained_registry_model_on_the_validation_split():
-    result = json.loads(cli("eval", "fashion-mnist-plif", "--pretrained", "false", "--split", "val",
-                            "--max-eval-samples", "8", "--T", "2", "--backend", "torch", "--json").stdout)
+    result = json.loads(
+        cli(
+            "eval",
+            "fashion-mnist-plif",
+            "--pretrained",
+            "false",
+            "--split",
+            "val",
+            "--max-eval-samples",
+            "8",
+            "--T",
+            "2",
+            "--backend",
+            "torch",
+            "--json",
+        ).stdout
+    )
     assert result["split"] == "val" and result["samples"] == 8 and result["pretrained"] is False
 
 
 def test_a_missing_data_folder_is_a_clear_error(tmp_path, config):
-    proc = cli("train", str(config), "--data-dir", str(tmp_path / "no-such-folder"), "--out", str(tmp_path / "r"), check=False)
+    proc = cli(
+        "train",
+        str(config),
+        "--data-dir",
+        str(tmp_path / "no-such-folder"),
+        "--out",
+        str(tmp_path / "r"),
+        check=False,
+    )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "no-such-folder" in proc.stderr and "does not exist" in proc.stderr
     empty = tmp_path / "empty"
     empty.mkdir()
-    proc = cli("eval", "fashion-mnist-plif", "--pretrained", "false", "--data-dir", str(empty), check=False)
+    proc = cli(
+        "eval", "fashion-mnist-plif", "--pretrained", "false", "--data-dir", str(empty), check=False
+    )
     assert proc.returncode == 1
     assert "train-images-idx3-ubyte" in proc.stderr and "dataset-fashion-mnist" in proc.stderr
 
@@ -84,9 +131,27 @@ def test_finetune_to_a_new_class_count(tmp_path, config):
             for i in (test.targets == c).nonzero().flatten()[offset : offset + 8].tolist():
                 Image.fromarray(test.images[i, 0].numpy()).save(folder / f"{i}.png")
     out = tmp_path / "ft"
-    proc = cli("finetune", f"local-dir:{base / 'best'}", "--data-dir", str(tmp_path / "images"), "--num-classes", "2",
-               "--freeze-features", "--epochs", "1", "--batch-size", "4", "--T", "4", "--threads", "1",
-               "--backend", "torch", "--out", str(out))
+    proc = cli(
+        "finetune",
+        f"local-dir:{base / 'best'}",
+        "--data-dir",
+        str(tmp_path / "images"),
+        "--num-classes",
+        "2",
+        "--freeze-features",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--T",
+        "4",
+        "--threads",
+        "1",
+        "--backend",
+        "torch",
+        "--out",
+        str(out),
+    )
     assert "imagefolder" in proc.stdout
     config_json = json.loads((out / "best" / "config.json").read_text())
     assert config_json["architecture"]["num_classes"] == 2

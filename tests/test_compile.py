@@ -84,7 +84,9 @@ def test_fullgraph_compile_of_a_user_net_equals_eager(backend, train):
 @pytest.mark.parametrize("train", [True, False])
 def test_fullgraph_compile_of_a_zoo_model_equals_eager(backend, train):
     torch.manual_seed(2)
-    model = create_model("fashion-mnist-plif", T=2, backend=backend).to(_device(backend)).train(train)
+    model = (
+        create_model("fashion-mnist-plif", T=2, backend=backend).to(_device(backend)).train(train)
+    )
     _assert_compiled_equals_eager(model, torch.rand(2, 1, 28, 28, device=_device(backend)))
 
 
@@ -92,7 +94,9 @@ def test_fullgraph_compile_of_a_zoo_model_equals_eager(backend, train):
 def test_inductor_compile_of_a_zoo_model_trains_like_eager(backend):
     torch.manual_seed(3)
     model = create_model("fashion-mnist-plif", T=2, backend=backend).to(_device(backend)).train()
-    _assert_compiled_equals_eager(model, torch.rand(2, 1, 28, 28, device=_device(backend)), "inductor")
+    _assert_compiled_equals_eager(
+        model, torch.rand(2, 1, 28, 28, device=_device(backend)), "inductor"
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -119,14 +123,31 @@ def _neuron_args(hard, decay_input, store_v_seq, detach_reset, dtype=torch.float
     k = torch.tensor(0.6, dtype=dtype)
     for t in (x, v0, k):
         t.requires_grad_(True)
-    return (x, v0, k, steps, 1.0, 0.0 if not hard else -0.1, hard, decay_input, store_v_seq,
-            detach_reset, 0, 2.0)
+    return (
+        x,
+        v0,
+        k,
+        steps,
+        1.0,
+        0.0 if not hard else -0.1,
+        hard,
+        decay_input,
+        store_v_seq,
+        detach_reset,
+        0,
+        2.0,
+    )
 
 
 @pytest.mark.skipif("cpu" not in BACKENDS, reason="no compiled CPU backend here")
-@pytest.mark.parametrize("options", [
-    (True, True, False, True), (False, False, True, False), (True, False, True, True),
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        (True, True, False, True),
+        (False, False, True, False),
+        (True, False, True, True),
+    ],
+)
 @pytest.mark.parametrize("shared", [False, True])
 def test_opcheck_cpu_neuron_ops(options, shared):
     args = _neuron_args(*options, shared=shared)
@@ -134,10 +155,22 @@ def test_opcheck_cpu_neuron_ops(options, shared):
     x, v0, k, steps = args[:4]
     s, v = _neuron.neuron_forward(*args)
     grad_s, grad_v = torch.randn_like(s), torch.randn_like(v)
-    backward_args = (x.detach(), v0.detach(), k.detach(), grad_s, grad_v, steps, *args[4:8],
-                     args[9], args[8], *args[10:])
+    backward_args = (
+        x.detach(),
+        v0.detach(),
+        k.detach(),
+        grad_s,
+        grad_v,
+        steps,
+        *args[4:8],
+        args[9],
+        args[8],
+        *args[10:],
+    )
     torch.library.opcheck(_neuron.neuron_backward, backward_args)
-    torch.library.opcheck(_neuron.neuron_backward, (*backward_args[:3], None, grad_v, *backward_args[5:]))
+    torch.library.opcheck(
+        _neuron.neuron_backward, (*backward_args[:3], None, grad_v, *backward_args[5:])
+    )
 
 
 @pytest.mark.skipif("cpu" not in BACKENDS, reason="no compiled CPU backend here")
@@ -154,6 +187,8 @@ def test_opcheck_cpu_max_pool_ops(channels_last, window):
 
 def test_surrogate_spikes_equal_for_other_surrogates_under_compile():
     backend = BACKENDS[-1] if BACKENDS[-1] != "cupy" else "cpu"
-    node = PLIFNode(surrogate_function=surrogate.Sigmoid(alpha=4.0), detach_reset=False, backend=backend)
+    node = PLIFNode(
+        surrogate_function=surrogate.Sigmoid(alpha=4.0), detach_reset=False, backend=backend
+    )
     x = torch.randn(4, 2, 5, requires_grad=True)
     _assert_compiled_equals_eager(node, x)

@@ -92,17 +92,23 @@ def _assert_matches(got, want, dtype):
 @pytest.mark.parametrize("sg", SURROGATES, ids=lambda s: f"{type(s).__name__}{s.alpha}")
 @pytest.mark.parametrize("decay_input,v_reset,detach_reset,store_v_seq", OPTIONS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_matches_reference_for_every_option(decay_input, v_reset, detach_reset, store_v_seq, sg, dtype):
+def test_matches_reference_for_every_option(
+    decay_input, v_reset, detach_reset, store_v_seq, sg, dtype
+):
     cfg = _cfg(decay_input, v_reset, detach_reset, store_v_seq, sg)
     args = _inputs((7, 3, 5), dtype, store_v_seq=store_v_seq)
     _assert_matches(_run(cpu.neuron_multi_step, *args, cfg), _run(_reference, *args, cfg), dtype)
 
 
-@pytest.mark.parametrize("steps,neurons", [(1, 1), (1, 700), (3, 511), (5, 513), (2, 1537), (2, 8195)])
+@pytest.mark.parametrize(
+    "steps,neurons", [(1, 1), (1, 700), (3, 511), (5, 513), (2, 1537), (2, 8195)]
+)
 def test_odd_sizes_and_single_step(steps, neurons):
     cfg = _cfg(detach_reset=False)
     args = _inputs((steps, neurons))
-    _assert_matches(_run(cpu.neuron_multi_step, *args, cfg), _run(_reference, *args, cfg), torch.float32)
+    _assert_matches(
+        _run(cpu.neuron_multi_step, *args, cfg), _run(_reference, *args, cfg), torch.float32
+    )
 
 
 def test_non_contiguous_input():
@@ -162,9 +168,11 @@ def test_input_expanded_over_time_without_input_gradient():
 def test_channels_last_steps_are_read_in_place_and_outputs_keep_the_layout(store_v_seq):
     cfg = _cfg(store_v_seq=store_v_seq)
     g = torch.Generator().manual_seed(5)
-    x = (torch.randn(3 * 2, 4, 5, 6, generator=g) * 1.5).contiguous(
-        memory_format=torch.channels_last
-    ).unflatten(0, (3, 2))
+    x = (
+        (torch.randn(3 * 2, 4, 5, 6, generator=g) * 1.5)
+        .contiguous(memory_format=torch.channels_last)
+        .unflatten(0, (3, 2))
+    )
     grad_s = torch.randn(3, 2, 4, 5, 6, generator=g)
     grad_v = torch.randn((3, 2, 4, 5, 6) if store_v_seq else (2, 4, 5, 6), generator=g)
     w = torch.tensor(0.3)
@@ -230,7 +238,9 @@ def _away_from_threshold(decay_input, v_reset, steps=4, neurons=6, margin=0.05):
     raise AssertionError("no seed gave inputs away from the threshold")
 
 
-@pytest.mark.parametrize("decay_input,v_reset", [(True, 0.0), (True, None), (False, 0.0), (False, None)])
+@pytest.mark.parametrize(
+    "decay_input,v_reset", [(True, 0.0), (True, None), (False, 0.0), (False, None)]
+)
 @pytest.mark.parametrize("store_v_seq", [False, True])
 def test_gradcheck_float64_where_the_surrogate_is_exact(decay_input, v_reset, store_v_seq):
     # PiecewiseQuadratic(alpha=50) is zero farther than 0.02 from V_th, so with H kept away from
@@ -336,8 +346,12 @@ def _spikes(shape, seed=0, p=0.3, dtype=torch.float32):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_max_pool_matches_max_pool2d(shape, kernel, stride, dtype):
     x = _spikes(shape, dtype=dtype)  # binary: many ties, the first maximum must win
-    grad = torch.randn(*shape[:3], (shape[3] - kernel[0]) // stride[0] + 1,
-                       (shape[4] - kernel[1]) // stride[1] + 1, dtype=dtype)
+    grad = torch.randn(
+        *shape[:3],
+        (shape[3] - kernel[0]) // stride[0] + 1,
+        (shape[4] - kernel[1]) // stride[1] + 1,
+        dtype=dtype,
+    )
     outs = []
     for fn in (cpu.max_pool_multi_step, lambda x, k, s: F.max_pool2d(x.flatten(0, 1), k, s)):
         xi = x.clone().requires_grad_(True)
@@ -350,8 +364,11 @@ def test_max_pool_matches_max_pool2d(shape, kernel, stride, dtype):
 
 @pytest.mark.parametrize(
     "shape,kernel,stride",
-    [((2, 3, 8, 8, 8), (2, 2), (2, 2)), ((2, 2, 5, 7, 9), (2, 2), (2, 2)),
-     ((1, 2, 3, 9, 9), (3, 3), (2, 2))],
+    [
+        ((2, 3, 8, 8, 8), (2, 2), (2, 2)),
+        ((2, 2, 5, 7, 9), (2, 2), (2, 2)),
+        ((1, 2, 3, 9, 9), (3, 3), (2, 2)),
+    ],
 )
 def test_channels_last_max_pool_matches_max_pool2d_and_stays_channels_last(shape, kernel, stride):
     t, n, c, h, w = shape
@@ -451,7 +468,10 @@ def test_concurrent_builds_leave_one_complete_library(tmp_path, monkeypatch):
         t.join()
     assert not errors and len(set(paths)) == 1
     # the library and its recorded sha256, no temporary leftovers
-    assert sorted(p.name for p in (cache / "cpu").iterdir()) == [paths[0].name, paths[0].name + ".sha256"]
+    assert sorted(p.name for p in (cache / "cpu").iterdir()) == [
+        paths[0].name,
+        paths[0].name + ".sha256",
+    ]
     assert _build.intact(paths[0])
     assert ctypes.CDLL(str(paths[0])).plif_tiny() == 7
 
@@ -522,7 +542,9 @@ def test_missing_compiler_warns_once_and_falls_back_to_torch(tmp_path):
     env = dict(os.environ, PLIF_ZOO_CXX=str(tmp_path / "no-such-g++"), PLIF_ZOO_CACHE=str(tmp_path))
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    warning_lines = [ln for ln in done.stderr.splitlines() if "compiled CPU backend unavailable" in ln]
+    warning_lines = [
+        ln for ln in done.stderr.splitlines() if "compiled CPU backend unavailable" in ln
+    ]
     assert len(warning_lines) == 1
     assert "no-such-g++" in warning_lines[0] and "torch reference" in warning_lines[0]
     assert "ERR backend='cpu' is not available" in done.stdout and "PLIF_ZOO_CXX" in done.stdout
@@ -558,7 +580,8 @@ def test_backends_never_import_the_layers():
     for path in [*root.glob("cpu/*.py"), *root.glob("cuda/*.py")]:
         tree = ast.parse(path.read_text())
         typing_only = {
-            id(n) for block in ast.walk(tree)
+            id(n)
+            for block in ast.walk(tree)
             if isinstance(block, ast.If) and getattr(block.test, "id", "") == "TYPE_CHECKING"
             for n in ast.walk(block)
         }
@@ -573,7 +596,9 @@ def test_surrogate_ids_come_only_from_kernel_spec(tmp_path):
 
     header = _build.HEADERS[0]
     assert "#define PLIF_SG_" not in header.read_text()
-    assert [d.split("=")[1] for d in c_defines()] == [str(i) for i in sorted(SURROGATE_IDS.values())]
+    assert [d.split("=")[1] for d in c_defines()] == [
+        str(i) for i in sorted(SURROGATE_IDS.values())
+    ]
     src = tmp_path / "probe.cpp"
     src.write_text('#include "neuron_math.h"\nint probe() { return PLIF_SG_ERF; }\n')
     base = [_build.compiler(), "-fsyntax-only", "-I", str(header.parent), str(src)]

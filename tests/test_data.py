@@ -15,10 +15,16 @@ from plif_zoo import data
 FMNIST = data.FASHION_MNIST_SYSTEM_DIR
 
 
-def write_idx(folder: Path, prefix: str, images: np.ndarray, labels: np.ndarray, gz: bool = True) -> None:
+def write_idx(
+    folder: Path, prefix: str, images: np.ndarray, labels: np.ndarray, gz: bool = True
+) -> None:
     """Write IDX files as distributed by LeCun / Zalando (magic 0x0803 / 0x0801, big-endian dims)."""
     folder.mkdir(parents=True, exist_ok=True)
-    img = bytes([0, 0, 8, 3]) + b"".join(int(d).to_bytes(4, "big") for d in images.shape) + images.astype(np.uint8).tobytes()
+    img = (
+        bytes([0, 0, 8, 3])
+        + b"".join(int(d).to_bytes(4, "big") for d in images.shape)
+        + images.astype(np.uint8).tobytes()
+    )
     lab = bytes([0, 0, 8, 1]) + len(labels).to_bytes(4, "big") + labels.astype(np.uint8).tobytes()
     opener = gzip.open if gz else open
     suffix = ".gz" if gz else ""
@@ -28,7 +34,9 @@ def write_idx(folder: Path, prefix: str, images: np.ndarray, labels: np.ndarray,
         f.write(lab)
 
 
-def tiny_mnist(folder: Path, n_train: int = 40, n_test: int = 10, gz: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def tiny_mnist(
+    folder: Path, n_train: int = 40, n_test: int = 10, gz: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, size=(n_train, 28, 28), dtype=np.uint8)
     y = np.arange(n_train) % 10
@@ -54,14 +62,21 @@ def test_fashion_mnist_validation_is_the_first_15_percent_of_each_class():
     assert torch.bincount(val.targets).tolist() == [900] * 10
     for c in range(10):
         first = (full.targets == c).nonzero().flatten()[:900].tolist()
-        assert [i for i, t in zip(val.indices, val.targets.tolist(), strict=True) if t == c] == first
+        assert [
+            i for i, t in zip(val.indices, val.targets.tolist(), strict=True) if t == c
+        ] == first
 
 
 def test_train_val_split_is_per_class_ordered_disjoint_and_reproducible():
     targets = [0, 1, 0, 0, 1, 2, 0, 1, 2, 2, 0, 1, 2, 0, 1, 2, 0, 1, 0, 2]
     train, val = data.train_val_indices(targets, 0.25)
     assert sorted(train + val) == list(range(len(targets)))
-    assert val == [0, 1, 2, 5]  # int(n / 4) first of each class: 2 of class 0 (8), 1 of class 1 (6), 1 of class 2 (6)
+    assert val == [
+        0,
+        1,
+        2,
+        5,
+    ]  # int(n / 4) first of each class: 2 of class 0 (8), 1 of class 1 (6), 1 of class 2 (6)
     assert data.train_val_indices(targets, 0.25) == (train, val)
 
 
@@ -81,7 +96,9 @@ def test_mnist_training_split_is_augmented_and_validation_is_not(tmp_path):
     val = data.get_dataset("mnist", "val", tmp_path)
     raw = data.get_dataset("mnist", "train-full", tmp_path, augment=False)
     i = train.indices[0]
-    assert not torch.equal(train[0][0], raw[i][0])  # RandomAffine(30 deg, 15% shift, 0.85-1.11 scale)
+    assert not torch.equal(
+        train[0][0], raw[i][0]
+    )  # RandomAffine(30 deg, 15% shift, 0.85-1.11 scale)
     j = val.indices[0]
     assert torch.equal(val[0][0], raw[j][0])
 
@@ -92,7 +109,9 @@ def test_cifar10_python_batches_load_and_are_cropped_and_flipped(tmp_path):
     rng = np.random.default_rng(1)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         with open(folder / name, "wb") as f:
-            pickle.dump({"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8), "labels": [0, 1, 2, 3]}, f)
+            pickle.dump(
+                {"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8), "labels": [0, 1, 2, 3]}, f
+            )
     test = data.get_dataset("cifar10", "test", tmp_path)
     assert len(test) == 4 and test[0][0].shape == (3, 32, 32)
     train = data.get_dataset("cifar10", "train-full", tmp_path)
@@ -137,7 +156,9 @@ def test_imagefolder_images_are_resized_to_the_model_input(tmp_path):
             d = tmp_path / split / name
             d.mkdir(parents=True)
             for k in range(3):
-                Image.fromarray(np.full((40, 50, 3), 40 * c + k, dtype=np.uint8)).save(d / f"{k}.png")
+                Image.fromarray(np.full((40, 50, 3), 40 * c + k, dtype=np.uint8)).save(
+                    d / f"{k}.png"
+                )
     ds = data.get_dataset("imagefolder", "test", tmp_path, image_shape=(1, 28, 28))
     assert len(ds) == 9 and ds.num_classes == 3
     x, y = ds[4]
@@ -174,13 +195,18 @@ def aedat31(events: list[tuple[int, int, int, int]]) -> bytes:
     import struct
 
     header = b"#!AER-DAT3.1\r\n#Format: RAW\r\n#Source 1: DVS128\r\n#!END-HEADER\r\n"
-    body = b"".join(struct.pack("<II", (x << 17) | (y << 2) | (p << 1) | 1, t) for x, y, p, t in events)
+    body = b"".join(
+        struct.pack("<II", (x << 17) | (y << 2) | (p << 1) | 1, t) for x, y, p, t in events
+    )
     n = len(events)
     return header + struct.pack("<HHIIIIII", 1, 1, 8, 4, 0, n, n, n) + body
 
 
 def random_events(rng, n: int, size: int, t0: int = 0) -> list[tuple[int, int, int, int]]:
-    return [(int(rng.integers(size)), int(rng.integers(size)), int(rng.integers(2)), t0 + 10 * k) for k in range(n)]
+    return [
+        (int(rng.integers(size)), int(rng.integers(size)), int(rng.integers(2)), t0 + 10 * k)
+        for k in range(n)
+    ]
 
 
 def frames_of(events, T: int, size: int) -> torch.Tensor:
@@ -209,7 +235,9 @@ def test_nmnist_bin_files_become_frames_of_raw_event_counts(tmp_path):
     assert frames.shape == (4, 2, 34, 34) and frames.dtype == torch.float32 and label == 2
     assert torch.equal(frames, frames_of(written[("Test", 2, 1)], 4, 34))
     assert (tmp_path / "frames_number_4_split_by_number").is_dir()  # SpikingJelly's cache
-    sizes = [len(data.get_dataset("nmnist", s, tmp_path, T=4)) for s in ("train-full", "train", "val")]
+    sizes = [
+        len(data.get_dataset("nmnist", s, tmp_path, T=4)) for s in ("train-full", "train", "val")
+    ]
     assert sizes == [70, 60, 10]  # accuracy-B: the first 15% of each class (int(7 * 0.15) = 1)
     val = data.get_dataset("nmnist", "val", tmp_path, T=4)
     assert torch.equal(val[3][0], frames_of(written[("Train", 3, 0)], 4, 34))
@@ -217,19 +245,35 @@ def test_nmnist_bin_files_become_frames_of_raw_event_counts(tmp_path):
 
 def test_cifar10_dvs_aedat_files_split_900_100_by_numeric_index(tmp_path):
     rng = np.random.default_rng(1)
-    classes = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+    classes = (
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    )
     written = {}
     for c, name in enumerate(classes):
         folder = tmp_path / "extract" / name
         folder.mkdir(parents=True)
-        for i in range(12):  # per class, the last tenth by numeric index is test: 11 (a text sort says 9)
+        for i in range(
+            12
+        ):  # per class, the last tenth by numeric index is test: 11 (a text sort says 9)
             ev = random_events(rng, 8, 128)
             (folder / f"cifar10_{name}_{i}.aedat").write_bytes(cifar10dvs_aedat(ev))
             written[(c, i)] = ev
     test = data.get_dataset("cifar10-dvs", "test", tmp_path, T=2)
     train = data.get_dataset("cifar10-dvs", "train-full", tmp_path, T=2)
     assert len(test) == 10 and len(train) == 110
-    assert [Path(f).stem for f in test.files[:2]] == ["cifar10_airplane_11", "cifar10_automobile_11"]
+    assert [Path(f).stem for f in test.files[:2]] == [
+        "cifar10_airplane_11",
+        "cifar10_automobile_11",
+    ]
     assert [Path(f).stem for f in train.files[:3]] == [f"cifar10_airplane_{i}" for i in range(3)]
     frames, label = test[3]
     assert label == 3 and torch.equal(frames, frames_of(written[(3, 11)], 2, 128))
@@ -251,14 +295,18 @@ def test_dvs128_gesture_keeps_every_trial_of_the_official_lists(tmp_path):
             rows.append(f"{c},{start},{start + 500}")
             segments[(trial, c, sum(1 for x in labels[:k] if x == c))] = seg
         (folder / f"{trial}.aedat").write_bytes(aedat31(events))
-        (folder / f"{trial}_labels.csv").write_text("class,startTime_usec,endTime_usec\n" + "\n".join(rows) + "\n")
+        (folder / f"{trial}_labels.csv").write_text(
+            "class,startTime_usec,endTime_usec\n" + "\n".join(rows) + "\n"
+        )
     (folder / "trials_to_train.txt").write_text("user01_fluorescent.aedat\nuser02_lab.aedat\n")
     (folder / "trials_to_test.txt").write_text("user24_led.aedat\n")
     train = data.get_dataset("dvs128-gesture", "train-full", tmp_path, T=3)
     test = data.get_dataset("dvs128-gesture", "test", tmp_path, T=3)
     assert len(train) == 14 and len(test) == 11 and train.num_classes == 11
     assert sorted(train.targets.tolist()) == sorted(list(range(11)) + [2, 2, 10])
-    i = train.files.index(next(f for f in train.files if Path(f).stem == "user02_lab_1" and "/2/" in f))
+    i = train.files.index(
+        next(f for f in train.files if Path(f).stem == "user02_lab_1" and "/2/" in f)
+    )
     frames, label = train[i]
     assert label == 2 and torch.equal(frames, frames_of(segments[("user02_lab", 3, 1)], 3, 128))
 
@@ -287,9 +335,14 @@ def test_download_uses_torchvision_against_a_local_mirror(tmp_path, monkeypatch)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        monkeypatch.setattr(datasets.FashionMNIST, "mirrors", [f"http://127.0.0.1:{server.server_port}/"])
+        monkeypatch.setattr(
+            datasets.FashionMNIST, "mirrors", [f"http://127.0.0.1:{server.server_port}/"]
+        )
         # Debian recompressed the .gz files: the mirror's checksums are those of the files it serves.
-        resources = [(name, hashlib.md5((FMNIST / name).read_bytes()).hexdigest()) for name, _ in datasets.FashionMNIST.resources]
+        resources = [
+            (name, hashlib.md5((FMNIST / name).read_bytes()).hexdigest())
+            for name, _ in datasets.FashionMNIST.resources
+        ]
         monkeypatch.setattr(datasets.FashionMNIST, "resources", resources)
         test = data.get_dataset("fashion-mnist", "test", tmp_path / "fm", download=True)
     finally:

@@ -24,9 +24,19 @@ def free_port() -> int:
 
 def torchrun(*args: str) -> subprocess.CompletedProcess:
     bin_dir = Path(sys.executable).parent
-    cmd = [str(bin_dir / "torchrun"), "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={free_port()}",
-           "--no-python", str(bin_dir / "plif-zoo"), "train", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    cmd = [
+        str(bin_dir / "torchrun"),
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={free_port()}",
+        "--no-python",
+        str(bin_dir / "plif-zoo"),
+        "train",
+        *args,
+    ]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     return proc
 
@@ -34,19 +44,36 @@ def torchrun(*args: str) -> subprocess.CompletedProcess:
 def test_two_cpu_processes_train_one_run_and_resume(tmp_path, tiny_config):
     config = tiny_config
     out = tmp_path / "run"
-    common = [str(config), "--out", str(out), "--batch-size", "4", "--max-train-samples", "64",
-              "--max-eval-samples", "24", "--threads", "1", "--checkpoint-every", "3"]
+    common = [
+        str(config),
+        "--out",
+        str(out),
+        "--batch-size",
+        "4",
+        "--max-train-samples",
+        "64",
+        "--max-eval-samples",
+        "24",
+        "--threads",
+        "1",
+        "--checkpoint-every",
+        "3",
+    ]
     first = torchrun(*common, "--epochs", "1")
     assert "batch 4 x 2" in first.stdout
     assert first.stdout.count("epoch 1/1:") == 1  # one process prints
     # 64 images / (4 per process x 2 processes) = 8 steps per epoch
     assert "step 6/8" in first.stdout
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
-    assert len(ckpt["rng"]) == 2 and not torch.equal(ckpt["rng"][0]["torch"], ckpt["rng"][1]["torch"])
+    assert len(ckpt["rng"]) == 2 and not torch.equal(
+        ckpt["rng"][0]["torch"], ckpt["rng"][1]["torch"]
+    )
     torchrun(*common, "--epochs", "2", "--resume")
     with open(out / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
-    assert all(int(r["test_samples"]) == 24 and int(r["val_samples"]) == 24 for r in rows)  # shards add up
+    assert all(
+        int(r["test_samples"]) == 24 and int(r["val_samples"]) == 24 for r in rows
+    )  # shards add up
     assert len(list((out / "tb").glob("events.*"))) == 2  # rank 0 only: one file per launch
     assert (out / "best" / "model.safetensors").is_file()

@@ -74,8 +74,11 @@ def zoo_counts(model, x) -> tuple[torch.Tensor, dict[str, float]]:
     for name, m in model.named_modules():
         if isinstance(m, (plif_zoo.PLIFNode, plif_zoo.LIFNode, SpikeMaxPool2d, SpikeAvgPool2d)):
             key = name.replace(".", "_") + ("_or" if isinstance(m, SpikeMaxPool2d) else "")
-            hooks.append(m.register_forward_hook(
-                lambda _m, _i, out, key=key: counts.__setitem__(key, out.sum().item())))
+            hooks.append(
+                m.register_forward_hook(
+                    lambda _m, _i, out, key=key: counts.__setitem__(key, out.sum().item())
+                )
+            )
     with torch.no_grad():
         rates = model(x)
     for h in hooks:
@@ -93,8 +96,12 @@ def spikingjelly_counts(path, x, T: int, static: bool) -> tuple[torch.Tensor, di
     counts: dict[str, float] = {}
     for name, m in net.named_children():
         if type(m).__name__ in ("_NIRStatefulModule", "AvgPool2d"):  # neurons, IF, avg-pools
-            m.register_forward_hook(lambda _m, _i, out, key=name: counts.__setitem__(
-                key, counts.get(key, 0.0) + (out[0] if isinstance(out, tuple) else out).sum().item()))
+            m.register_forward_hook(
+                lambda _m, _i, out, key=name: counts.__setitem__(
+                    key,
+                    counts.get(key, 0.0) + (out[0] if isinstance(out, tuple) else out).sum().item(),
+                )
+            )
     state, outs = None, []
     with torch.no_grad():
         for t in range(T):
@@ -137,7 +144,9 @@ def test_mapping_of_a_plif_layer_and_the_max_pool():
     lif = graph.nodes["features_1"]
     assert lif.tau.shape == (4, 28, 28)
     assert np.allclose(lif.tau, 0.5 / k) and np.all(lif.r == 1.0)
-    assert np.all(lif.v_leak == 0.0) and np.all(lif.v_reset == 0.0) and np.all(lif.v_threshold == 1.0)
+    assert (
+        np.all(lif.v_leak == 0.0) and np.all(lif.v_reset == 0.0) and np.all(lif.v_threshold == 1.0)
+    )
     pool_or = graph.nodes["features_2_or"]
     assert np.all(pool_or.r == 2.0) and np.all(pool_or.v_threshold == 0.5)
     assert graph.nodes["normalise"].weight.shape == (1, 1, 1, 1)
@@ -151,7 +160,10 @@ def test_metadata_tells_a_consumer_what_it_needs(tmp_path):
     assert meta["format"] == EXPORT_FORMAT and meta["dt"] == 2e-3 and meta["T"] == 7
     assert meta["model_id"] == "nmnist-plif" and meta["weights_sha256"] == "ab" * 32
     assert meta["plif_zoo_version"] == plif_zoo.__version__
-    assert "v >= v_threshold" in meta["threshold_comparison"] and "v > v_threshold" in meta["threshold_comparison"]
+    assert (
+        "v >= v_threshold" in meta["threshold_comparison"]
+        and "v > v_threshold" in meta["threshold_comparison"]
+    )
     assert "event counts" in meta["input"] and "mean over the T steps" in meta["readout"]
     assert json.loads(meta["architecture"]) == model.config.to_dict()
 
@@ -201,11 +213,14 @@ def test_cli_exports_a_model_folder(tmp_path, capsys):
     assert meta["weights_sha256"] == sha256_file(folder / "model.safetensors")
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["export", "no-such-model", "-o", "{tmp}/x.nir"], "unknown model 'no-such-model'"),
-    (["export", "fashion-mnist-plif", "-o", "{tmp}/missing/x.nir"], "is not a writable folder"),
-    (["export", "fashion-mnist-plif", "-o", "{tmp}"], "it is a folder"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["export", "no-such-model", "-o", "{tmp}/x.nir"], "unknown model 'no-such-model'"),
+        (["export", "fashion-mnist-plif", "-o", "{tmp}/missing/x.nir"], "is not a writable folder"),
+        (["export", "fashion-mnist-plif", "-o", "{tmp}"], "it is a folder"),
+    ],
+)
 def test_cli_errors_are_one_line(tmp_path, capsys, argv, message):
     assert cli.main([a.format(tmp=tmp_path) for a in argv]) == 1
     err = capsys.readouterr().err
@@ -244,13 +259,17 @@ def test_published_fashion_mnist_plif_in_norse_predicts_like_plif_zoo(tmp_path):
     index = np.linspace(0, 9999, 200).astype(int)
     images = _idx("t10k-images-idx3-ubyte.gz", 16).reshape(-1, 1, 28, 28)[index]
     x = torch.from_numpy(images.astype(np.float32) / 255.0)
-    graph = read_nir(write_nir(to_nir(model, dt=DT, model_id="fashion-mnist-plif"), tmp_path / "f.nir"))
+    graph = read_nir(
+        write_nir(to_nir(model, dt=DT, model_id="fashion-mnist-plif"), tmp_path / "f.nir")
+    )
     meta = nir_metadata(graph)
     # norse ignores r and adds the input to its IF neurons, which is r = 1 / dt here
     net = norse.from_nir(graph, dt=meta["dt"], ignore_warnings=True)
     for m in net.modules():
         if isinstance(m, torch.nn.Flatten):
-            m.start_dim = 1  # norse reads NIR's start_dim 0 (first dim of a sample) as the batch dim
+            m.start_dim = (
+                1  # norse reads NIR's start_dim 0 (first dim of a sample) as the batch dim
+            )
     state, outs = None, []
     with torch.no_grad():
         ours = model(x)

@@ -45,7 +45,9 @@ def test_a_damaged_gz_file_is_an_error_naming_the_file(tmp_path, how):
     tiny_mnist(tmp_path)
     path = tmp_path / "t10k-labels-idx1-ubyte.gz"
     _damage(path, how)
-    with pytest.raises(DataFileError, match="t10k-labels-idx1-ubyte.gz is not a readable gzip file") as err:
+    with pytest.raises(
+        DataFileError, match="t10k-labels-idx1-ubyte.gz is not a readable gzip file"
+    ) as err:
         data.get_dataset("mnist", "test", tmp_path)
     assert "\n" not in str(err.value) and "fetch the file again" in str(err.value)
 
@@ -55,7 +57,10 @@ def test_a_label_outside_the_classes_is_an_error_naming_the_file(tmp_path):
     bad = y[:10].copy()
     bad[3] = 12
     write_idx(tmp_path, "t10k", x[:10], bad)
-    with pytest.raises(DataFileError, match=r"t10k-labels-idx1-ubyte.gz: label 12 at index 3 is outside the 10 classes"):
+    with pytest.raises(
+        DataFileError,
+        match=r"t10k-labels-idx1-ubyte.gz: label 12 at index 3 is outside the 10 classes",
+    ):
         data.get_dataset("mnist", "test", tmp_path)
     assert len(data.get_dataset("mnist", "train", tmp_path)) > 0  # the intact split still loads
 
@@ -96,8 +101,12 @@ def test_unreadable_images_are_skipped_with_a_count_and_a_warning(tmp_path):
     _png_folder(tmp_path, "test", ["bag", "tshirt"], per_class=3)
     good = (tmp_path / "test" / "bag" / "0.png").read_bytes()
     (tmp_path / "test" / "bag" / "1.png").write_bytes(good[: len(good) // 2])  # truncated
-    (tmp_path / "test" / "tshirt" / "2.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 20)  # corrupt
-    with pytest.warns(UserWarning, match=r"skipped 2 unreadable image\(s\) of 6 in .*test, e.g. .*1.png"):
+    (tmp_path / "test" / "tshirt" / "2.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n" + b"garbage" * 20
+    )  # corrupt
+    with pytest.warns(
+        UserWarning, match=r"skipped 2 unreadable image\(s\) of 6 in .*test, e.g. .*1.png"
+    ):
         ds = data.get_dataset("imagefolder", "test", tmp_path, image_shape=(1, 28, 28))
     assert len(ds) == 4 and ds.targets.tolist() == [0, 0, 1, 1]
     x, y = ds[1]

@@ -51,11 +51,19 @@ def main(capsys, *argv: str) -> tuple[int, str]:
 
 
 def assert_one_line_error(err: str, command: str) -> None:
-    assert err.startswith(f"plif-zoo {command}: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert (
+        err.startswith(f"plif-zoo {command}: error: ")
+        and err.count("\n") == 1
+        and "Traceback" not in err
+    )
 
 
 def no_temp_files(folder: Path) -> bool:
-    return not [p for p in folder.rglob("*") if p.name.endswith(".tmp") or p.name in ("best.tmp", "best.old")]
+    return not [
+        p
+        for p in folder.rglob("*")
+        if p.name.endswith(".tmp") or p.name in ("best.tmp", "best.old")
+    ]
 
 
 def force_new_best(out: Path) -> None:
@@ -75,8 +83,10 @@ def _partial(folder: Path) -> None:
     (folder / "model.safetensors").unlink()
 
 
-@pytest.mark.parametrize("has_best,tmp,old", list(product([True, False], ["none", "partial", "complete"],
-                                                          ["none", "partial", "complete"])))
+@pytest.mark.parametrize(
+    "has_best,tmp,old",
+    list(product([True, False], ["none", "partial", "complete"], ["none", "partial", "complete"])),
+)
 def test_recover_best_leaves_one_complete_best_folder(one_epoch, tmp_path, has_best, tmp, old):
     out = copy_run(one_epoch, tmp_path / "run")
     good = out / "best"
@@ -140,17 +150,25 @@ HOLD = textwrap.dedent("""
 
 
 def _holder(folder: Path) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline().strip() == "locked"
     return proc
 
 
-def test_a_second_training_into_the_same_folder_refuses_and_names_the_holder(tmp_path, tiny_config, capsys, monkeypatch):
+def test_a_second_training_into_the_same_folder_refuses_and_names_the_holder(
+    tmp_path, tiny_config, capsys, monkeypatch
+):
     out = tmp_path / "run"
     holder = _holder(out)
     try:
-        monkeypatch.setattr(training.datasets.data_mod, "get_dataset", lambda *a, **k: pytest.fail("data was read"))
-        with pytest.raises(RunLockedError, match=rf"{out} is in use by another training \(pid {holder.pid} on "):
+        monkeypatch.setattr(
+            training.datasets.data_mod, "get_dataset", lambda *a, **k: pytest.fail("data was read")
+        )
+        with pytest.raises(
+            RunLockedError, match=rf"{out} is in use by another training \(pid {holder.pid} on "
+        ):
             run(tmp_path, "run")
         config = tiny_config
         code, err = main(capsys, "train", str(config), "--out", str(out), "--epochs", "1")
@@ -185,10 +203,15 @@ def _flip_middle_byte(path: Path) -> None:
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["recorded", "old-format"])
 @pytest.mark.parametrize("damage", ["flip", "truncate"])
-def test_a_damaged_checkpoint_is_refused_naming_the_file(one_epoch, tmp_path, tiny_config, capsys, damage, legacy):
+def test_a_damaged_checkpoint_is_refused_naming_the_file(
+    one_epoch, tmp_path, tiny_config, capsys, damage, legacy
+):
     out = copy_run(one_epoch, tmp_path / "run")
     path = out / "checkpoint.pt"
-    assert (out / "checkpoint.pt.sha256").read_text().split() == [ckpt_mod.sha256_file(path), "checkpoint.pt"]
+    assert (out / "checkpoint.pt.sha256").read_text().split() == [
+        ckpt_mod.sha256_file(path),
+        "checkpoint.pt",
+    ]
     if legacy:
         (out / "checkpoint.pt.sha256").unlink()
     if damage == "flip":
@@ -244,12 +267,29 @@ def test_a_kill_between_record_and_rename_leaves_a_matching_pair(one_epoch, tmp_
 # --------------------------------------------------------------------------- item 7: non-finite values
 
 
-@pytest.mark.parametrize("field,value", [
-    ("lr", float("inf")), ("lr", float("nan")), ("lr", 0.0), ("weight_decay", float("nan")), ("weight_decay", -1.0),
-    ("checkpoint_every", -1), ("epochs", 0), ("epochs", True), ("batch_size", 2.5), ("val_fraction", float("nan")),
-    ("T", 0), ("num_classes", 0), ("threads", -1), ("num_workers", -1), ("max_eval_samples", -5),
-    ("seed", 2**64), ("image_shape", [1, 28]), ("eval_batch_size", 0),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("lr", float("inf")),
+        ("lr", float("nan")),
+        ("lr", 0.0),
+        ("weight_decay", float("nan")),
+        ("weight_decay", -1.0),
+        ("checkpoint_every", -1),
+        ("epochs", 0),
+        ("epochs", True),
+        ("batch_size", 2.5),
+        ("val_fraction", float("nan")),
+        ("T", 0),
+        ("num_classes", 0),
+        ("threads", -1),
+        ("num_workers", -1),
+        ("max_eval_samples", -5),
+        ("seed", 2**64),
+        ("image_shape", [1, 28]),
+        ("eval_batch_size", 0),
+    ],
+)
 def test_out_of_range_config_values_are_refused_in_python(field, value):
     with pytest.raises(ValueError, match=rf"^{field} must "):
         training.TrainConfig(model="fashion-mnist-plif", **{field: value})
@@ -268,12 +308,24 @@ def test_a_loss_gone_non_finite_stops_the_run(one_epoch, tmp_path, capsys):
     out = copy_run(one_epoch, tmp_path / "run")
     before = weights(out)
     best_before = (out / "best" / "model.safetensors").read_bytes()
-    model = plif_zoo.create_model("fashion-mnist-plif", backend="torch", T=4, **TINY["model_kwargs"])
+    model = plif_zoo.create_model(
+        "fashion-mnist-plif", backend="torch", T=4, **TINY["model_kwargs"]
+    )
     calls = iter(range(10**6))
     model.register_forward_hook(lambda m, i, o: o * float("nan") if next(calls) == 2 else o)
-    with pytest.raises(NonFiniteError, match="loss became nan at epoch 2 step 3; nothing of it was saved"):
+    with pytest.raises(
+        NonFiniteError, match="loss became nan at epoch 2 step 3; nothing of it was saved"
+    ):
         recipe = {k: v for k, v in TINY.items() if k != "model"}
-        training.train("fashion-mnist-plif", model=model, progress=False, resume=True, epochs=2, out=str(out), **recipe)
+        training.train(
+            "fashion-mnist-plif",
+            model=model,
+            progress=False,
+            resume=True,
+            epochs=2,
+            out=str(out),
+            **recipe,
+        )
     assert_same_weights(before, weights(out))
     assert (out / "best" / "model.safetensors").read_bytes() == best_before
 
@@ -285,11 +337,29 @@ def test_a_loss_gone_non_finite_stops_the_run(one_epoch, tmp_path, capsys):
 def test_num_classes_must_match_the_class_folders(tmp_path, capsys, given):
     _png_folder(tmp_path / "images", "train", ["bag", "trouser", "tshirt"])
     _png_folder(tmp_path / "images", "test", ["bag", "trouser", "tshirt"])
-    with pytest.raises(ValueError, match=rf"num_classes is {given} but .*train has 3 class folders "
-                                         rf"\(bag, trouser, tshirt\); pass --num-classes 3"):
-        run(tmp_path, "ft", dataset="imagefolder", data_dir=str(tmp_path / "images"), num_classes=given)
-    code, err = main(capsys, "finetune", "fashion-mnist-plif", "--data-dir", str(tmp_path / "images"),
-                     "--num-classes", str(given), "--out", str(tmp_path / "ft2"))
+    with pytest.raises(
+        ValueError,
+        match=rf"num_classes is {given} but .*train has 3 class folders "
+        rf"\(bag, trouser, tshirt\); pass --num-classes 3",
+    ):
+        run(
+            tmp_path,
+            "ft",
+            dataset="imagefolder",
+            data_dir=str(tmp_path / "images"),
+            num_classes=given,
+        )
+    code, err = main(
+        capsys,
+        "finetune",
+        "fashion-mnist-plif",
+        "--data-dir",
+        str(tmp_path / "images"),
+        "--num-classes",
+        str(given),
+        "--out",
+        str(tmp_path / "ft2"),
+    )
     assert code == 1 and "pass --num-classes 3" in err
     assert_one_line_error(err, "finetune")
 
@@ -298,9 +368,19 @@ def test_fine_tuning_numbers_test_classes_like_training_ones(one_epoch, tmp_path
     _png_folder(tmp_path / "images", "train", ["bag", "trouser", "tshirt"], per_class=4)
     _png_folder(tmp_path / "images", "test", ["bag", "tshirt"], per_class=4)
     with pytest.warns(UserWarning, match="no folder for the train/ class.*trouser"):
-        result = training.finetune(f"local-dir:{one_epoch / 'best'}", tmp_path / "images", 3,
-                                   out=str(tmp_path / "ft"), epochs=1, batch_size=4, T=4, threads=1, val_fraction=0.0,
-                                   backend="torch", progress=False)
+        result = training.finetune(
+            f"local-dir:{one_epoch / 'best'}",
+            tmp_path / "images",
+            3,
+            out=str(tmp_path / "ft"),
+            epochs=1,
+            batch_size=4,
+            T=4,
+            threads=1,
+            val_fraction=0.0,
+            backend="torch",
+            progress=False,
+        )
     assert result.history[0]["test_samples"] == 8
 
 
@@ -332,10 +412,16 @@ def read_only(monkeypatch):
         f.chmod(0o755)
 
 
-def test_a_read_only_out_folder_is_one_line_before_any_data_is_read(tmp_path, tiny_config, capsys, monkeypatch, read_only):
+def test_a_read_only_out_folder_is_one_line_before_any_data_is_read(
+    tmp_path, tiny_config, capsys, monkeypatch, read_only
+):
     out = read_only(tmp_path / "ro")
-    monkeypatch.setattr(training.datasets.data_mod, "get_dataset", lambda *a, **k: pytest.fail("data was read"))
-    with pytest.raises(RunFolderError, match=rf"run folder {out} is not writable \(Permission denied\)"):
+    monkeypatch.setattr(
+        training.datasets.data_mod, "get_dataset", lambda *a, **k: pytest.fail("data was read")
+    )
+    with pytest.raises(
+        RunFolderError, match=rf"run folder {out} is not writable \(Permission denied\)"
+    ):
         run(tmp_path, "ro")
     config = tiny_config
     code, err = main(capsys, "train", str(config), "--out", str(out), "--epochs", "1")
@@ -344,11 +430,15 @@ def test_a_read_only_out_folder_is_one_line_before_any_data_is_read(tmp_path, ti
     assert list(out.iterdir()) == []
 
 
-def test_resume_and_plot_in_a_read_only_run_folder_are_one_line(one_epoch, tmp_path, capsys, monkeypatch, read_only):
+def test_resume_and_plot_in_a_read_only_run_folder_are_one_line(
+    one_epoch, tmp_path, capsys, monkeypatch, read_only
+):
     out = copy_run(one_epoch, tmp_path / "run")
     before = sorted(p.name for p in out.iterdir())
     read_only(out)
-    monkeypatch.setattr(training.datasets.data_mod, "get_dataset", lambda *a, **k: pytest.fail("data was read"))
+    monkeypatch.setattr(
+        training.datasets.data_mod, "get_dataset", lambda *a, **k: pytest.fail("data was read")
+    )
     with pytest.raises(RunFolderError, match="is not writable"):
         run(tmp_path, "run", epochs=2, resume=True)
     code, err = main(capsys, "plot", str(out))
@@ -361,7 +451,9 @@ def _full_disk(*args, **kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
-def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(one_epoch, tmp_path, capsys, monkeypatch):
+def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(
+    one_epoch, tmp_path, capsys, monkeypatch
+):
     out = copy_run(one_epoch, tmp_path / "run")
     before = weights(out)
     real_save = torch.save
@@ -371,8 +463,11 @@ def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(one_epoch
         _full_disk()
 
     monkeypatch.setattr(torch, "save", save_half)
-    with pytest.raises(RunFolderError, match=r"cannot write checkpoint .*checkpoint.pt: No space left on device; "
-                                             r"the previous checkpoint is intact; free some space") as err:
+    with pytest.raises(
+        RunFolderError,
+        match=r"cannot write checkpoint .*checkpoint.pt: No space left on device; "
+        r"the previous checkpoint is intact; free some space",
+    ) as err:
         run(tmp_path, "run", epochs=2, resume=True)
     assert err.value.errno == errno.ENOSPC and "\n" not in str(err.value)
     monkeypatch.setattr(torch, "save", real_save)
@@ -394,18 +489,25 @@ def test_a_full_disk_while_writing_best_keeps_the_previous_best(one_epoch, tmp_p
         _full_disk()
 
     monkeypatch.setattr(run_dir, "save_pretrained", write_then_fail)
-    with pytest.raises(RunFolderError, match=r"cannot write best/ .*best.tmp: No space left on device; "
-                                             r"the previous best/ is intact"):
+    with pytest.raises(
+        RunFolderError,
+        match=r"cannot write best/ .*best.tmp: No space left on device; "
+        r"the previous best/ is intact",
+    ):
         run_dir.save_best(model, out, cfg, row, "cpu", 1.0)
     assert (out / "best" / "model.safetensors").read_bytes() == before
     assert no_temp_files(out)
 
 
-@pytest.mark.parametrize("content", [b"epoch,test_top1\n1,abc\n", b"\x00\xff\xfe garbage \x00\n" * 20, b"",
-                                     b"a,b\n1,2\n"])
+@pytest.mark.parametrize(
+    "content",
+    [b"epoch,test_top1\n1,abc\n", b"\x00\xff\xfe garbage \x00\n" * 20, b"", b"a,b\n1,2\n"],
+)
 def test_plot_of_a_garbage_metrics_table_names_the_file(tmp_path, capsys, content):
     (tmp_path / "metrics.csv").write_bytes(content)
-    with pytest.raises(ValueError, match=rf"{tmp_path / 'metrics.csv'} (is not a table|holds no epochs)"):
+    with pytest.raises(
+        ValueError, match=rf"{tmp_path / 'metrics.csv'} (is not a table|holds no epochs)"
+    ):
         training.plot_run(tmp_path)
     code, err = main(capsys, "plot", str(tmp_path))
     assert code == 1 and str(tmp_path / "metrics.csv") in err

@@ -23,8 +23,12 @@ def folder(tmp_path_factory):
     """A real model folder: dvs128-gesture-plif with random weights."""
     torch.manual_seed(3)
     model = plif_zoo.create_model(MODEL_ID, T=2, backend="torch")
-    return plif_zoo.save_pretrained(model, tmp_path_factory.mktemp("saved") / MODEL_ID,
-                                    model_id=MODEL_ID, metrics={"accuracy_b": 12.5})
+    return plif_zoo.save_pretrained(
+        model,
+        tmp_path_factory.mktemp("saved") / MODEL_ID,
+        model_id=MODEL_ID,
+        metrics={"accuracy_b": 12.5},
+    )
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -62,7 +66,8 @@ def _same_weights(a, b) -> bool:
 
 
 def test_download_and_load_then_offline_from_cache_with_server_stopped(
-        server, hf_env, folder, monkeypatch):
+    server, hf_env, folder, monkeypatch
+):
     sha = server.commit(REPO, _files(folder))
     digest = sha256_file(folder / "model.safetensors")
     publish(monkeypatch, digest, sha)
@@ -91,8 +96,9 @@ def test_cache_dir_argument_is_honoured(server, hf_env, folder, monkeypatch, tmp
 def test_pinned_revision_gets_that_commit_not_the_branch_head(server, hf_env, folder, monkeypatch):
     old = server.commit(REPO, _files(folder))
     torch.manual_seed(99)
-    newer = plif_zoo.save_pretrained(plif_zoo.create_model(MODEL_ID, T=2), folder.parent / "newer",
-                                     model_id=MODEL_ID)
+    newer = plif_zoo.save_pretrained(
+        plif_zoo.create_model(MODEL_ID, T=2), folder.parent / "newer", model_id=MODEL_ID
+    )
     new = server.commit(REPO, _files(newer))
     assert old != new
 
@@ -123,7 +129,9 @@ def test_missing_file_says_repo_is_not_a_model_folder(server, hf_env):
         plif_zoo.load(f"hf-hub:{REPO}")
 
 
-def test_tampered_file_fails_checksum_and_is_removed_from_cache(server, hf_env, folder, monkeypatch):
+def test_tampered_file_fails_checksum_and_is_removed_from_cache(
+    server, hf_env, folder, monkeypatch
+):
     files = _files(folder)
     good = sha256_file(folder / "model.safetensors")
     bad = bytearray(files["model.safetensors"])
@@ -133,7 +141,9 @@ def test_tampered_file_fails_checksum_and_is_removed_from_cache(server, hf_env, 
 
     with pytest.raises(ChecksumError, match=r"model\.safetensors.*removed from the cache"):
         plif_zoo.load(MODEL_ID)
-    cached = hf_env / "models--plif-zoo--dvs128-gesture-plif" / "snapshots" / sha / "model.safetensors"
+    cached = (
+        hf_env / "models--plif-zoo--dvs128-gesture-plif" / "snapshots" / sha / "model.safetensors"
+    )
     assert not cached.exists()
     blobs = hf_env / "models--plif-zoo--dvs128-gesture-plif" / "blobs"
     assert hashlib.sha256(bytes(bad)).hexdigest() not in {sha256_file(b) for b in blobs.iterdir()}
@@ -148,7 +158,9 @@ def test_hf_hub_name_checks_against_the_config_it_ships(server, hf_env, folder):
         plif_zoo.load(f"hf-hub:{REPO}")
 
 
-def test_network_failure_names_repo_and_suggests_offline_or_endpoint(server, hf_env, folder, monkeypatch):
+def test_network_failure_names_repo_and_suggests_offline_or_endpoint(
+    server, hf_env, folder, monkeypatch
+):
     sha = server.commit(REPO, _files(folder))
     publish(monkeypatch, sha256_file(folder / "model.safetensors"), sha)
     server.stop()  # nothing listens on HF_ENDPOINT now
@@ -178,11 +190,15 @@ def test_offline_without_cache_says_it_is_not_cached(server, hf_env, folder, mon
 def test_push_then_download_round_trip(server, hf_env, tmp_path):
     torch.manual_seed(5)
     model = plif_zoo.create_model("dvs128-gesture-lif", T=2, backend="torch").eval()
-    info = plif_zoo.push_to_hub(model, "someone/gesture-lif", token="test-token",
-                                metrics={"accuracy_b": 10.0})
+    info = plif_zoo.push_to_hub(
+        model, "someone/gesture-lif", token="test-token", metrics={"accuracy_b": 10.0}
+    )
     assert len(info.oid) == 40
     assert set(server.repos["someone/gesture-lif"].commits[info.oid]) >= {
-        "config.json", "model.safetensors", "README.md"}
+        "config.json",
+        "model.safetensors",
+        "README.md",
+    }
 
     again = plif_zoo.load(f"hf-hub:someone/gesture-lif@{info.oid}", backend="torch").eval()
     assert _same_weights(model, again) and again.T == 2
@@ -204,8 +220,9 @@ def test_push_rejects_bad_repo_ids(hf_env, folder):
         plif_zoo.push_to_hub(folder, "../escape")
 
 
-def test_cli_push_prints_the_registry_line_that_makes_the_id_loadable(server, hf_env, folder,
-                                                                      monkeypatch, capsys):
+def test_cli_push_prints_the_registry_line_that_makes_the_id_loadable(
+    server, hf_env, folder, monkeypatch, capsys
+):
     from plif_zoo.cli import main
 
     monkeypatch.setenv("HF_TOKEN", "test-token")
@@ -224,21 +241,25 @@ def test_branch_name_follows_new_pushes_while_pinned_commit_stays(server, hf_env
     first = server.commit(REPO, _files(folder))
     assert _same_weights(plif_zoo.load(f"hf-hub:{REPO}"), plif_zoo.load(f"local-dir:{folder}"))
     torch.manual_seed(7)
-    newer = plif_zoo.save_pretrained(plif_zoo.create_model(MODEL_ID, T=2), folder.parent / "n2",
-                                     model_id=MODEL_ID)
+    newer = plif_zoo.save_pretrained(
+        plif_zoo.create_model(MODEL_ID, T=2), folder.parent / "n2", model_id=MODEL_ID
+    )
     server.commit(REPO, _files(newer))
     assert _same_weights(plif_zoo.load(f"hf-hub:{REPO}"), plif_zoo.load(f"local-dir:{newer}"))
     before = len(server.requests)
-    assert _same_weights(plif_zoo.load(f"hf-hub:{REPO}@{first}"), plif_zoo.load(f"local-dir:{folder}"))
+    assert _same_weights(
+        plif_zoo.load(f"hf-hub:{REPO}@{first}"), plif_zoo.load(f"local-dir:{folder}")
+    )
     assert len(server.requests) == before  # a cached commit needs no request
-
 
 
 def test_downloads_and_uploads_say_they_come_from_plif_zoo(server, hf_env, folder):
     # library_name / library_version as timm passes them: the Hub counts downloads per library
     info = plif_zoo.push_to_hub(folder, "someone/ua", token="test-token")
     plif_zoo.load(f"hf-hub:someone/ua@{info.oid}")
-    assert server.user_agents and all(f"plif-zoo/{plif_zoo.__version__}" in ua for ua in server.user_agents)
+    assert server.user_agents and all(
+        f"plif-zoo/{plif_zoo.__version__}" in ua for ua in server.user_agents
+    )
 
 
 @pytest.mark.parametrize("good", ["plif-zoo/fashion-mnist-plif", "Org_1/x.y-z", "a/b"])
@@ -246,8 +267,21 @@ def test_check_repo_id_accepts_org_slash_name(good):
     assert hub.check_repo_id(good) == good
 
 
-@pytest.mark.parametrize("bad", ["no-namespace", "a/b/c", "org/na..me", "org--x/y", "org/name.git",
-                                 "-org/x", "org/ünïcode", "", None, "o/" + "x" * 97])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "no-namespace",
+        "a/b/c",
+        "org/na..me",
+        "org--x/y",
+        "org/name.git",
+        "-org/x",
+        "org/ünïcode",
+        "",
+        None,
+        "o/" + "x" * 97,
+    ],
+)
 def test_check_repo_id_rejects_what_the_hub_would(bad):
     with pytest.raises(ValueError, match="invalid Hub repo id"):
         hub.check_repo_id(bad)
@@ -273,15 +307,20 @@ def _timed_cli_download(capsys, caplog) -> tuple[float, str]:
     elapsed = time.monotonic() - start
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1, err
-    assert err.startswith("plif-zoo download: error: could not download config.json") and REPO in err
+    assert (
+        err.startswith("plif-zoo download: error: could not download config.json") and REPO in err
+    )
     assert "HF_HUB_OFFLINE=1" in err and "HF_ENDPOINT" in err
-    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text  # no retry log
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], (
+        caplog.text
+    )  # no retry log
     return elapsed, err
 
 
 @pytest.mark.parametrize("etag_timeout", [None, "1"])
-def test_a_hub_that_never_answers_fails_in_the_etag_timeout(hf_env, monkeypatch, capsys, caplog,
-                                                           etag_timeout):
+def test_a_hub_that_never_answers_fails_in_the_etag_timeout(
+    hf_env, monkeypatch, capsys, caplog, etag_timeout
+):
     # The client alone waits 217-397 s (10 s, then 6 tries of 60 s): issue 12.
     from hubserver import SilentServer
 

@@ -71,7 +71,9 @@ def test_a_source_that_does_not_compile_is_reported_with_its_log(tmp_path, monke
     for path in build.KERNEL_DIR.iterdir():
         if path.suffix in (".cuh", ".h"):
             shutil.copy(path, tmp_path)
-    (tmp_path / "neuron.cu").write_text('#include "dtypes.cuh"\nextern "C" __global__ void k() { undefined_call(); }\n')
+    (tmp_path / "neuron.cu").write_text(
+        '#include "dtypes.cuh"\nextern "C" __global__ void k() { undefined_call(); }\n'
+    )
     monkeypatch.setattr(build, "KERNEL_DIR", tmp_path)
     with pytest.raises(build.CompileError, match="undefined_call"):
         build.compile_cubin("neuron.cu", "sm_80")
@@ -150,9 +152,14 @@ def test_nvrtc_without_support_for_the_arch_is_named():
         build.check_toolchain(f"sm_{old}")
 
 
-@pytest.mark.parametrize("driver,extra,package", [(12080, "cuda12", "cupy-cuda12x"),
-                                                  (12020, "cuda12", "cupy-cuda12x"),
-                                                  (13000, "cuda", "cupy-cuda13x")])
+@pytest.mark.parametrize(
+    "driver,extra,package",
+    [
+        (12080, "cuda12", "cupy-cuda12x"),
+        (12020, "cuda12", "cupy-cuda12x"),
+        (13000, "cuda", "cupy-cuda13x"),
+    ],
+)
 def test_install_hint_names_the_package_for_the_driver(driver, extra, package):
     hint = kernels.install_hint(driver)
     assert f"plif-zoo[{extra}]" in hint and package in hint
@@ -221,18 +228,26 @@ print(json.dumps(dict(why=cuda.why_unavailable(), names=names, explicit=explicit
 
 def _fake_gpu(case: str, cache) -> dict:
     env = dict(os.environ, PLIF_ZOO_CACHE=str(cache))
-    done = subprocess.run([sys.executable, "-c", _FAKE_GPU, case], env=env, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", _FAKE_GPU, case],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("case,cause", [
-    ("no libnvrtc", "NVRTC library cannot be loaded"),
-    ("no headers", "cannot find the CUDA headers"),
-    ("sm_70", "cannot compile for sm_70"),
-    ("read-only cache", "PLIF_ZOO_CACHE to a writable folder"),
-])
+@pytest.mark.parametrize(
+    "case,cause",
+    [
+        ("no libnvrtc", "NVRTC library cannot be loaded"),
+        ("no headers", "cannot find the CUDA headers"),
+        ("sm_70", "cannot compile for sm_70"),
+        ("read-only cache", "PLIF_ZOO_CACHE to a writable folder"),
+    ],
+)
 def test_auto_falls_back_with_one_warning_when_the_first_build_would_fail(tmp_path, case, cause):
     """Availability means "the kernels were built and loaded": where the first launch would
     fail, auto uses the torch reference with one warning naming the cause, and an explicit
@@ -279,15 +294,35 @@ def test_supports_exactly_the_surrogates_with_a_kernel_id():
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
-    nvcc = shutil.which("nvcc") or ("/usr/local/bin/nvcc" if Path("/usr/local/bin/nvcc").exists() else None)
+    nvcc = shutil.which("nvcc") or (
+        "/usr/local/bin/nvcc" if Path("/usr/local/bin/nvcc").exists() else None
+    )
     if nvcc is None:
         pytest.skip("nvcc is not installed; the host run of the kernel bodies needs it")
     digest = hashlib.sha256(HARNESS.read_bytes() + build.source_digest().encode()).hexdigest()[:16]
     lib = tmp_path_factory.mktemp("harness") / f"harness-{digest}.so"
     subprocess.run(
-        [nvcc, "-x", "cu", "-shared", "-Xcompiler", "-fPIC", "-Xcompiler", "-ffp-contract=off",
-         "-O1", "-arch=sm_80", "--fmad=false", f"-I{build.KERNEL_DIR}", f"-I{build.CSRC_DIR}", *c_defines(), "-o", str(lib), str(HARNESS)],
-        check=True, capture_output=True,
+        [
+            nvcc,
+            "-x",
+            "cu",
+            "-shared",
+            "-Xcompiler",
+            "-fPIC",
+            "-Xcompiler",
+            "-ffp-contract=off",
+            "-O1",
+            "-arch=sm_80",
+            "--fmad=false",
+            f"-I{build.KERNEL_DIR}",
+            f"-I{build.CSRC_DIR}",
+            *c_defines(),
+            "-o",
+            str(lib),
+            str(HARNESS),
+        ],
+        check=True,
+        capture_output=True,
     )
     dll = ctypes.CDLL(str(lib))
     ll, i, f, p = ctypes.c_longlong, ctypes.c_int, ctypes.c_float, ctypes.c_void_p
@@ -305,8 +340,16 @@ def _ptr(t):
 def _options(cfg):
     sg_id, alpha = surrogate_spec(cfg.surrogate_function)
     hard = cfg.v_reset is not None
-    return (cfg.v_threshold, cfg.v_reset if hard else 0.0, alpha, sg_id, int(hard),
-            int(cfg.decay_input), int(cfg.detach_reset), int(cfg.store_v_seq))
+    return (
+        cfg.v_threshold,
+        cfg.v_reset if hard else 0.0,
+        alpha,
+        sg_id,
+        int(hard),
+        int(cfg.decay_input),
+        int(cfg.detach_reset),
+        int(cfg.store_v_seq),
+    )
 
 
 def _host_neuron(dll, x, v0, k, cfg, vec, grad_s, grad_v):
@@ -316,14 +359,43 @@ def _host_neuron(dll, x, v0, k, cfg, vec, grad_s, grad_v):
     h = torch.empty(x.shape, dtype=torch.float32)
     v_out = torch.empty(x.shape if cfg.store_v_seq else x.shape[1:], dtype=torch.float32)
     dt = DTYPE_IDS[x.dtype]
-    assert dll.host_neuron_forward(dt, vec, _ptr(x), _ptr(v0), float(k), _ptr(s), _ptr(h),
-                                   _ptr(v_out), neurons, steps, *_options(cfg)) == 0
+    assert (
+        dll.host_neuron_forward(
+            dt,
+            vec,
+            _ptr(x),
+            _ptr(v0),
+            float(k),
+            _ptr(s),
+            _ptr(h),
+            _ptr(v_out),
+            neurons,
+            steps,
+            *_options(cfg),
+        )
+        == 0
+    )
     grad_x = torch.empty_like(x)
     grad_v0 = torch.empty_like(v0)
     partials = torch.empty(-(-neurons // vec // 256), dtype=torch.float32)
-    assert dll.host_neuron_backward(dt, vec, _ptr(grad_s), _ptr(grad_v), _ptr(h), _ptr(v0), float(k),
-                                    _ptr(grad_x), _ptr(grad_v0), _ptr(partials), neurons, steps,
-                                    *_options(cfg)) == 0
+    assert (
+        dll.host_neuron_backward(
+            dt,
+            vec,
+            _ptr(grad_s),
+            _ptr(grad_v),
+            _ptr(h),
+            _ptr(v0),
+            float(k),
+            _ptr(grad_x),
+            _ptr(grad_v0),
+            _ptr(partials),
+            neurons,
+            steps,
+            *_options(cfg),
+        )
+        == 0
+    )
     return s, v_out, grad_x, grad_v0, partials.sum()
 
 
@@ -339,7 +411,11 @@ def _torch_neuron(x, v0, k, cfg, grad_s, grad_v):
     return s.detach(), v.detach(), x.grad, v0.grad, k.grad
 
 
-SURROGATES = [surrogate.ATan(alpha=2.0), surrogate.Sigmoid(alpha=4.0), surrogate.PiecewiseQuadratic(alpha=1.0)]
+SURROGATES = [
+    surrogate.ATan(alpha=2.0),
+    surrogate.Sigmoid(alpha=4.0),
+    surrogate.PiecewiseQuadratic(alpha=1.0),
+]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
@@ -347,7 +423,9 @@ SURROGATES = [surrogate.ATan(alpha=2.0), surrogate.Sigmoid(alpha=4.0), surrogate
 @pytest.mark.parametrize("v_reset", [0.0, None])
 @pytest.mark.parametrize("detach_reset", [True, False])
 @pytest.mark.parametrize("decay_input", [True, False])
-def test_kernel_bodies_match_the_torch_reference(harness, dtype, vec, v_reset, detach_reset, decay_input):
+def test_kernel_bodies_match_the_torch_reference(
+    harness, dtype, vec, v_reset, detach_reset, decay_input
+):
     gen = torch.Generator().manual_seed(hash((vec, v_reset, detach_reset, decay_input)) % 2**31)
     steps, shape = 5, (3, 4) if vec == 4 else (7,)
     x = (torch.randn(steps, *shape, generator=gen) * 1.5 + 0.8).to(dtype)
@@ -377,7 +455,9 @@ def test_kernel_bodies_without_a_spike_gradient_and_across_blocks(harness):
         xr, v0r, kr = (t.clone().requires_grad_(True) for t in (x, v0, k))
         s, v = multi_step(xr, v0r, kr, cfg, backend="torch")
         (v * grad_v).sum().backward()
-        _assert_neuron_close(got, (s.detach(), v.detach(), xr.grad, v0r.grad, kr.grad), torch.float32)
+        _assert_neuron_close(
+            got, (s.detach(), v.detach(), xr.grad, v0r.grad, kr.grad), torch.float32
+        )
 
 
 def _assert_neuron_close(got, want, dtype):
@@ -392,8 +472,15 @@ def _assert_neuron_close(got, want, dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("kernel,hw,k2", [((2, 2), (6, 8), True), ((2, 2), (5, 7), False),
-                                          ((3, 3), (7, 9), False), ((2, 3), (4, 9), False)])
+@pytest.mark.parametrize(
+    "kernel,hw,k2",
+    [
+        ((2, 2), (6, 8), True),
+        ((2, 2), (5, 7), False),
+        ((3, 3), (7, 9), False),
+        ((2, 3), (4, 9), False),
+    ],
+)
 def test_max_pool_bodies_match_max_pool2d(harness, dtype, kernel, hw, k2):
     gen = torch.Generator().manual_seed(7)
     spikes = (torch.rand(6, 3, *hw, generator=gen) < 0.3).float()
@@ -405,13 +492,21 @@ def test_max_pool_bodies_match_max_pool2d(harness, dtype, kernel, hw, k2):
         y = torch.empty(6, 3, Ho, Wo, dtype=dtype)
         arg = torch.empty(y.shape, dtype=torch.uint8)
         args = (y.numel(), H, W, Ho, Wo, *kernel)
-        assert harness.host_max_pool(DTYPE_IDS[dtype], 0, int(k2), _ptr(x), _ptr(arg), _ptr(y), *args) == 0
+        assert (
+            harness.host_max_pool(DTYPE_IDS[dtype], 0, int(k2), _ptr(x), _ptr(arg), _ptr(y), *args)
+            == 0
+        )
         xr = x.float().requires_grad_(True)
         want = F.max_pool2d(xr, kernel, kernel)
         assert torch.equal(y.float(), want.detach())
         grad_y = torch.randn(y.shape, generator=gen).to(dtype)
         grad_x = torch.zeros_like(x)
-        assert harness.host_max_pool(DTYPE_IDS[dtype], 1, int(k2), _ptr(grad_y), _ptr(arg), _ptr(grad_x), *args) == 0
+        assert (
+            harness.host_max_pool(
+                DTYPE_IDS[dtype], 1, int(k2), _ptr(grad_y), _ptr(arg), _ptr(grad_x), *args
+            )
+            == 0
+        )
         want.backward(grad_y.float())
         assert torch.equal(grad_x.float(), xr.grad)
 
@@ -420,8 +515,9 @@ def test_max_pool_bodies_match_max_pool2d(harness, dtype, kernel, hw, k2):
 def test_max_pool_bodies_send_the_gradient_to_the_nan_max_pool2d_picks(harness, k2):
     """A window holding NaN outputs NaN; nn.MaxPool2d's gradient goes to its last NaN."""
     nan = float("nan")
-    x = torch.tensor([[1.0, nan, 0.0, 1.0], [nan, 2.0, 1.0, nan],
-                      [nan, nan, 3.0, 4.0], [nan, nan, 5.0, 0.0]]).view(1, 4, 4)
+    x = torch.tensor(
+        [[1.0, nan, 0.0, 1.0], [nan, 2.0, 1.0, nan], [nan, nan, 3.0, 4.0], [nan, nan, 5.0, 0.0]]
+    ).view(1, 4, 4)
     y = torch.empty(1, 2, 2)
     arg = torch.empty(y.shape, dtype=torch.uint8)
     args = (y.numel(), 4, 4, 2, 2, 2, 2)
@@ -438,15 +534,25 @@ def test_max_pool_bodies_send_the_gradient_to_the_nan_max_pool2d_picks(harness, 
 
 # ---- the launchers (ops.py) against the emulated launch ----------------------------------------
 
-_PTX_TYPES = {np.uint64: ("u64", "b64"), np.int64: ("u64", "s64", "b64"),
-              np.int32: ("u32", "s32", "b32"), np.float32: ("f32",)}
-_C_TYPES = {np.uint64: ctypes.c_void_p, np.int64: ctypes.c_longlong, np.int32: ctypes.c_int,
-            np.float32: ctypes.c_float}
+_PTX_TYPES = {
+    np.uint64: ("u64", "b64"),
+    np.int64: ("u64", "s64", "b64"),
+    np.int32: ("u32", "s32", "b32"),
+    np.float32: ("f32",),
+}
+_C_TYPES = {
+    np.uint64: ctypes.c_void_p,
+    np.int64: ctypes.c_longlong,
+    np.int32: ctypes.c_int,
+    np.float32: ctypes.c_float,
+}
 
 
 @pytest.fixture(scope="module")
 def ptx_params():
-    return {name: p for source in build.sources() for name, p in build.kernel_params(source).items()}
+    return {
+        name: p for source in build.sources() for name, p in build.kernel_params(source).items()
+    }
 
 
 @pytest.fixture
@@ -457,9 +563,13 @@ def emulated(harness, ptx_params, monkeypatch):
     def launch(device, source, name, grid, block, args):
         assert device.type == "cpu" and name in build.entry_names(source)
         params = ptx_params[name]
-        assert len(args) == len(params), f"{name}: {len(args)} arguments for {len(params)} parameters"
+        assert len(args) == len(params), (
+            f"{name}: {len(args)} arguments for {len(params)} parameters"
+        )
         for i, (arg, ptx_type) in enumerate(zip(args, params, strict=True)):
-            assert ptx_type in _PTX_TYPES[type(arg)], f"{name}: argument {i} is {type(arg).__name__}, kernel takes .{ptx_type}"
+            assert ptx_type in _PTX_TYPES[type(arg)], (
+                f"{name}: argument {i} is {type(arg).__name__}, kernel takes .{ptx_type}"
+            )
         c_args = [_C_TYPES[type(a)](a.item()) for a in args]
         grid_block = (ctypes.c_longlong(grid), ctypes.c_int(block))
         if name == "sum_partials":
@@ -472,8 +582,9 @@ def emulated(harness, ptx_params, monkeypatch):
             elif kind == "neuron_backward":
                 rc = harness.emu_neuron_backward(dt, int(variant[1:]), *grid_block, *c_args)
             else:
-                rc = harness.emu_max_pool(dt, int(kind == "max_pool_backward"), int(variant == "k2"),
-                                          *grid_block, *c_args)
+                rc = harness.emu_max_pool(
+                    dt, int(kind == "max_pool_backward"), int(variant == "k2"), *grid_block, *c_args
+                )
         assert rc == 0, f"{name}: wrong launch configuration grid={grid} block={block}"
         launched.append(name)
 
@@ -521,7 +632,9 @@ def test_neuron_launcher_in_inference_writes_no_h(emulated, monkeypatch):
     spec = surrogate_spec(cfg.surrogate_function)
     allocated = []
     real_empty = torch.empty
-    monkeypatch.setattr(torch, "empty", lambda *a, **kw: allocated.append(a) or real_empty(*a, **kw))
+    monkeypatch.setattr(
+        torch, "empty", lambda *a, **kw: allocated.append(a) or real_empty(*a, **kw)
+    )
     with torch.no_grad():
         s, v_seq = ops.neuron(x.requires_grad_(True), v0, torch.tensor(0.5), cfg, spec)
     ws, wv = multi_step(x.detach(), v0, torch.tensor(0.5), cfg, backend="torch")
@@ -536,14 +649,23 @@ def test_neuron_launchers_fall_back_to_one_neuron_per_thread_when_misaligned(emu
     cfg = NeuronConfig(True, 1.0, None, True, surrogate.ATan(alpha=2.0), False)
     grad_v = torch.randn(64)
     got = _launcher_neuron(x, v0, torch.tensor(0.5), cfg, None, grad_v)  # no spike gradient
-    _assert_neuron_close(got, _torch_neuron(x, v0, torch.tensor(0.5), cfg, None, grad_v), torch.float32)
+    _assert_neuron_close(
+        got, _torch_neuron(x, v0, torch.tensor(0.5), cfg, None, grad_v), torch.float32
+    )
     # backward's tensors (H, gradients) are fresh, aligned allocations: packs again
     assert emulated == ["neuron_forward_f32_v1", "neuron_backward_f32_v4", "sum_partials"]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-@pytest.mark.parametrize("kernel,hw,variant", [((2, 2), (8, 10), "k2"), ((2, 2), (7, 10), "k2"),
-                                               ((2, 2), (7, 9), "any"), ((3, 3), (9, 10), "any")])
+@pytest.mark.parametrize(
+    "kernel,hw,variant",
+    [
+        ((2, 2), (8, 10), "k2"),
+        ((2, 2), (7, 10), "k2"),
+        ((2, 2), (7, 9), "any"),
+        ((3, 3), (9, 10), "any"),
+    ],
+)
 def test_max_pool_launchers_match_max_pool2d(emulated, dtype, kernel, hw, variant):
     gen = torch.Generator().manual_seed(12)
     x = (torch.rand(3, 2, 5, *hw, generator=gen) < 0.3).to(dtype)
@@ -574,7 +696,8 @@ def test_opcheck_cupy_neuron_ops(emulated, store_v_seq):
     s, v, h = ops.neuron_forward(x, v0, k, *scalars, True)
     grad_s, grad_v = torch.randn_like(s), torch.randn_like(v)
     torch.library.opcheck(
-        ops.neuron_backward, (grad_s, grad_v, h.detach(), v0.detach(), k.detach(), x.dtype, *scalars)
+        ops.neuron_backward,
+        (grad_s, grad_v, h.detach(), v0.detach(), k.detach(), x.dtype, *scalars),
     )
 
 
@@ -590,9 +713,20 @@ def test_cupy_ops_trace_with_fake_cuda_tensors():
 
     with FakeTensorMode(allow_non_fake_inputs=False):
         x = torch.empty(4, 2, 3, 8, 8, device="cuda", dtype=torch.float16)
-        s, v, h = ops.neuron_forward(x, x.new_zeros(x.shape[1:], dtype=torch.float32),
-                                     torch.tensor(0.5, device="cuda"), 1.0, 0.0, 2.0, 0,
-                                     True, True, True, False, True)
+        s, v, h = ops.neuron_forward(
+            x,
+            x.new_zeros(x.shape[1:], dtype=torch.float32),
+            torch.tensor(0.5, device="cuda"),
+            1.0,
+            0.0,
+            2.0,
+            0,
+            True,
+            True,
+            True,
+            False,
+            True,
+        )
         y, arg = ops.pool_forward(x, 2, 2)
     assert s.shape == x.shape and s.dtype == torch.float16 and s.device.type == "cuda"
     assert v.shape == x.shape[1:] and v.dtype == torch.float32 and h.shape == x.shape
@@ -606,7 +740,8 @@ def _load_benchmark():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
-        "bench_neurons", Path(__file__).resolve().parents[1] / "benchmarks" / "neurons.py")
+        "bench_neurons", Path(__file__).resolve().parents[1] / "benchmarks" / "neurons.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -627,8 +762,13 @@ def test_neuron_benchmark_fails_when_the_cupy_rows_failed():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_gpu_check_fails_fast_and_clearly_without_a_gpu(tmp_path):
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
-    done = subprocess.run(["bash", str(script)], env=dict(os.environ, OUT=str(tmp_path)),
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        ["bash", str(script)],
+        env=dict(os.environ, OUT=str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert "gpu_check: FAILED" in done.stdout and "GPU" in done.stdout
     assert "gpu_check: FAILED" in (tmp_path / "gpu_check.log").read_text()

@@ -18,7 +18,9 @@ from plif_zoo.pooling import max_pool_multi_step
 
 pytestmark = [
     pytest.mark.gpu,
-    pytest.mark.skipif(not kernels.available(), reason=f"cupy backend: {kernels.why_unavailable()}"),
+    pytest.mark.skipif(
+        not kernels.available(), reason=f"cupy backend: {kernels.why_unavailable()}"
+    ),
 ]
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
@@ -40,7 +42,7 @@ def _inputs(shape, dtype, seed=0, contiguous=True):
     if contiguous:
         x = torch.randn(shape, device="cuda", generator=gen) * 1.5 + 0.8
     else:  # same values, laid out as a transposed view of the last two axes
-        x = (torch.randn(*shape[:-2], shape[-1], shape[-2], device="cuda", generator=gen) * 1.5 + 0.8)
+        x = torch.randn(*shape[:-2], shape[-1], shape[-2], device="cuda", generator=gen) * 1.5 + 0.8
         x = x.transpose(-1, -2)
         assert not x.is_contiguous()
     v0 = torch.randn(shape[1:], device="cuda", generator=gen) * 0.3
@@ -48,7 +50,11 @@ def _inputs(shape, dtype, seed=0, contiguous=True):
 
 
 def _run(backend, x, v0, k, cfg, grad_s, grad_v):
-    x = x.detach().clone().requires_grad_(True) if x.is_contiguous() else x.detach().requires_grad_(True)
+    x = (
+        x.detach().clone().requires_grad_(True)
+        if x.is_contiguous()
+        else x.detach().requires_grad_(True)
+    )
     v0 = v0.detach().clone().requires_grad_(True)
     k = k.detach().clone().requires_grad_(True)
     s, v = multi_step(x, v0, k, cfg, backend=backend)
@@ -72,9 +78,13 @@ def _assert_match(got, want, dtype, count):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("v_reset,detach_reset,decay_input,store_v_seq",
-                         list(itertools.product([0.0, None], [True, False], [True, False], [False, True])))
-def test_neuron_matches_torch_for_every_option(dtype, v_reset, detach_reset, decay_input, store_v_seq):
+@pytest.mark.parametrize(
+    "v_reset,detach_reset,decay_input,store_v_seq",
+    list(itertools.product([0.0, None], [True, False], [True, False], [False, True])),
+)
+def test_neuron_matches_torch_for_every_option(
+    dtype, v_reset, detach_reset, decay_input, store_v_seq
+):
     x, v0 = _inputs((6, 4, 33), dtype, seed=1)
     k = torch.tensor(0.45, device="cuda")
     for sg in SURROGATES[:3] if dtype != torch.float32 else SURROGATES:
@@ -82,8 +92,12 @@ def test_neuron_matches_torch_for_every_option(dtype, v_reset, detach_reset, dec
         gen = torch.Generator(device="cuda").manual_seed(2)
         grad_s = torch.randn(x.shape, device="cuda", generator=gen).to(dtype)
         grad_v = torch.randn(x.shape if store_v_seq else x.shape[1:], device="cuda", generator=gen)
-        _assert_match(_run("cupy", x, v0, k, cfg, grad_s, grad_v),
-                      _run("torch", x, v0, k, cfg, grad_s, grad_v), dtype, x.numel())
+        _assert_match(
+            _run("cupy", x, v0, k, cfg, grad_s, grad_v),
+            _run("torch", x, v0, k, cfg, grad_s, grad_v),
+            dtype,
+            x.numel(),
+        )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -95,8 +109,12 @@ def test_neuron_odd_sizes_and_one_step(dtype, shape):
     cfg = NeuronConfig(True, 1.0, 0.0, True, surrogate.ATan(alpha=2.0), False)
     grad_s = torch.randn(x.shape, device="cuda").to(dtype)
     grad_v = torch.randn(x.shape[1:], device="cuda")
-    _assert_match(_run("cupy", x, v0, k, cfg, grad_s, grad_v),
-                  _run("torch", x, v0, k, cfg, grad_s, grad_v), dtype, x.numel())
+    _assert_match(
+        _run("cupy", x, v0, k, cfg, grad_s, grad_v),
+        _run("torch", x, v0, k, cfg, grad_s, grad_v),
+        dtype,
+        x.numel(),
+    )
 
 
 def test_neuron_grad_k_with_more_blocks_than_reduction_threads():
@@ -107,7 +125,9 @@ def test_neuron_grad_k_with_more_blocks_than_reduction_threads():
     grad_s = torch.randn(x.shape, device="cuda")
     grad_v = torch.randn(x.shape[1:], device="cuda")
     got = _run("cupy", x, v0, k, cfg, grad_s, grad_v)
-    want64 = _run("torch", x.double(), v0.double(), k.double(), cfg, grad_s.double(), grad_v.double())
+    want64 = _run(
+        "torch", x.double(), v0.double(), k.double(), cfg, grad_s.double(), grad_v.double()
+    )
     # both float32 sums of 2.1M terms should sit within float32 rounding of the float64 one
     want32 = _run("torch", x, v0, k, cfg, grad_s, grad_v)
     err, ref_err = (got[4].double() - want64[4]).abs(), (want32[4].double() - want64[4]).abs()
@@ -121,15 +141,23 @@ def test_neuron_non_contiguous_and_misaligned_input(dtype):
     cfg = NeuronConfig(True, 1.0, None, False, surrogate.Sigmoid(alpha=4.0), False)
     grad_s = torch.randn(x.shape, device="cuda").to(dtype)
     grad_v = torch.randn(x.shape[1:], device="cuda")
-    _assert_match(_run("cupy", x, v0, k, cfg, grad_s, grad_v),
-                  _run("torch", x, v0, k, cfg, grad_s, grad_v), dtype, x.numel())
+    _assert_match(
+        _run("cupy", x, v0, k, cfg, grad_s, grad_v),
+        _run("torch", x, v0, k, cfg, grad_s, grad_v),
+        dtype,
+        x.numel(),
+    )
     # a contiguous view one element into its storage: 4-neuron packs would be misaligned
     flat = torch.randn(5 * 64 + 1, device="cuda").to(dtype)
     xm = flat[1:].view(5, 64)
     v0m = torch.zeros(64, device="cuda")
     grad_v = torch.randn(64, device="cuda")
-    _assert_match(_run("cupy", xm, v0m, k, cfg, None, grad_v),
-                  _run("torch", xm, v0m, k, cfg, None, grad_v), dtype, xm.numel())
+    _assert_match(
+        _run("cupy", xm, v0m, k, cfg, None, grad_v),
+        _run("torch", xm, v0m, k, cfg, None, grad_v),
+        dtype,
+        xm.numel(),
+    )
 
 
 def test_neuron_gradient_only_through_spikes():
@@ -199,8 +227,17 @@ def test_float64_input_falls_back_to_the_reference():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("kernel,hw", [((2, 2), (8, 8)), ((2, 2), (7, 8)), ((2, 2), (7, 9)),
-                                       ((2, 2), (6, 5)), ((3, 3), (9, 10)), ((2, 3), (6, 9))])
+@pytest.mark.parametrize(
+    "kernel,hw",
+    [
+        ((2, 2), (8, 8)),
+        ((2, 2), (7, 8)),
+        ((2, 2), (7, 9)),
+        ((2, 2), (6, 5)),
+        ((3, 3), (9, 10)),
+        ((2, 3), (6, 9)),
+    ],
+)
 def test_max_pool_matches_max_pool2d(dtype, kernel, hw):
     gen = torch.Generator(device="cuda").manual_seed(9)
     spikes = (torch.rand(3, 4, 5, *hw, device="cuda", generator=gen) < 0.3).to(dtype)
@@ -259,11 +296,22 @@ def test_neuron_on_a_misaligned_view_takes_the_one_neuron_path(dtype, launched):
     (s.float().sum() + v.sum()).backward()
     d = build_name(dtype)
     assert launched[0] == f"neuron_forward_{d}_v1"
-    want = _run("torch", x.detach(), v0, k, cfg, torch.ones(x.shape, device="cuda").to(dtype),
-                torch.ones(64, device="cuda"))
+    want = _run(
+        "torch",
+        x.detach(),
+        v0,
+        k,
+        cfg,
+        torch.ones(x.shape, device="cuda").to(dtype),
+        torch.ones(64, device="cuda"),
+    )
     assert torch.equal(s.detach(), want[0])
-    torch.testing.assert_close(flat.grad[1:].view(5, 64).float(), want[2].float(),
-                               rtol=GRAD_TOL[dtype], atol=GRAD_TOL[dtype])
+    torch.testing.assert_close(
+        flat.grad[1:].view(5, 64).float(),
+        want[2].float(),
+        rtol=GRAD_TOL[dtype],
+        atol=GRAD_TOL[dtype],
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -284,7 +332,9 @@ def test_max_pool_2x2_with_odd_height_takes_the_pack_path(launched):
     xt = x.detach().flatten(0, 1).requires_grad_(True)
     want = F.max_pool2d(xt, 2, 2)
     want.backward(torch.ones_like(want))
-    assert torch.equal(y.detach().flatten(0, 1), want) and torch.equal(x.grad.flatten(0, 1), xt.grad)
+    assert torch.equal(y.detach().flatten(0, 1), want) and torch.equal(
+        x.grad.flatten(0, 1), xt.grad
+    )
 
 
 def build_name(dtype):
@@ -297,7 +347,9 @@ def test_kernels_run_on_a_side_stream():
     cfg = NeuronConfig(True, 1.0, 0.0, True, surrogate.ATan(alpha=2.0), False)
     base = torch.randn(8, 1 << 20, device="cuda")
     k = torch.tensor(0.5, device="cuda")
-    ws, wv = multi_step(base * 1.5 + 0.8, torch.zeros(1 << 20, device="cuda"), k, cfg, backend="torch")
+    ws, wv = multi_step(
+        base * 1.5 + 0.8, torch.zeros(1 << 20, device="cuda"), k, cfg, backend="torch"
+    )
     wy = F.max_pool2d((base > 0).float().view(8, 256, 64, 64), 2, 2)
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
@@ -305,7 +357,9 @@ def test_kernels_run_on_a_side_stream():
         torch.cuda._sleep(100_000_000)  # tens of milliseconds of a busy side stream
         x = base * 1.5 + 0.8
         s, v = multi_step(x, torch.zeros(1 << 20, device="cuda"), k, cfg, backend="cupy")
-        y = max_pool_multi_step((base > 0).float().view(8, 256, 64, 64), (2, 2), (2, 2), backend="cupy")
+        y = max_pool_multi_step(
+            (base > 0).float().view(8, 256, 64, 64), (2, 2), (2, 2), backend="cupy"
+        )
     torch.cuda.current_stream().wait_stream(side)
     assert torch.equal(s, ws) and torch.equal(y, wy)
     torch.testing.assert_close(v, wv, rtol=1e-6, atol=1e-6)
@@ -338,8 +392,11 @@ def test_zoo_model_forward_and_backward_match_the_torch_backend(dtype, monkeypat
         torch.manual_seed(1)
         model = SpikingConvNet(cfg, backend=backend).cuda().eval()
         spikes = []
-        hooks = [m.register_forward_hook(lambda m, i, o, out=spikes: out.append(o.detach()))
-                 for m in model.modules() if isinstance(m, (PLIFNode, LIFNode, SpikeMaxPool2d))]
+        hooks = [
+            m.register_forward_hook(lambda m, i, o, out=spikes: out.append(o.detach()))
+            for m in model.modules()
+            if isinstance(m, (PLIFNode, LIFNode, SpikeMaxPool2d))
+        ]
         with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
             rates = model(images)
         rates.float().pow(2).sum().backward()

@@ -58,8 +58,15 @@ def test_convs_and_linears_are_bias_free_and_every_conv_has_batchnorm(dataset):
 
 
 @pytest.mark.parametrize(
-    "dataset, dropouts", [("mnist", 2), ("fashion-mnist", 2), ("cifar10", 1), ("nmnist", 2),
-                          ("cifar10-dvs", 2), ("dvs128-gesture", 2)],
+    "dataset, dropouts",
+    [
+        ("mnist", 2),
+        ("fashion-mnist", 2),
+        ("cifar10", 1),
+        ("nmnist", 2),
+        ("cifar10-dvs", 2),
+        ("dvs128-gesture", 2),
+    ],
 )
 def test_number_of_dropouts_follows_authors_code(dataset, dropouts):
     model = meta_model(f"{dataset}-plif")
@@ -168,7 +175,9 @@ def test_every_forward_starts_from_a_fresh_state():
 
 def test_backend_passes_through_to_every_node_and_pool():
     model = create_model("nmnist-plif", backend="torch")
-    layers = [m for m in model.modules() if hasattr(m, "backend") and not isinstance(m, nn.Sequential)]
+    layers = [
+        m for m in model.modules() if hasattr(m, "backend") and not isinstance(m, nn.Sequential)
+    ]
     assert len(layers) == 4 + 2  # spiking layers + poolings
     assert {m.backend for m in layers} == {"torch"}
     model.set_backend("auto")
@@ -223,8 +232,12 @@ def test_config_round_trips_through_a_dict_and_rebuilds_the_model():
 
 @pytest.mark.parametrize(
     "change, message",
-    [({"neuron": "izhikevich"}, "neuron must be one of"), ({"pooling": "min"}, "pooling"),
-     ({"fc_dropout": (True,)}, "one flag per FC layer"), ({"T": 0}, "T must be a positive int")],
+    [
+        ({"neuron": "izhikevich"}, "neuron must be one of"),
+        ({"pooling": "min"}, "pooling"),
+        ({"fc_dropout": (True,)}, "one flag per FC layer"),
+        ({"T": 0}, "T must be a positive int"),
+    ],
 )
 def test_invalid_config_is_rejected_with_a_reason(change, message):
     with pytest.raises(ValueError, match=message):
@@ -312,8 +325,12 @@ def test_set_backend_follows_spikingjelly_protocol_on_mixed_networks():
     from plif_zoo import LIFNode, PLIFNode, SpikeAvgPool2d, SpikeMaxPool2d, backends
 
     net = nn.Sequential(
-        layer.Conv2d(1, 2, 3, step_mode="m"), PLIFNode(backend="torch"), SpikeMaxPool2d(2, backend="torch"),
-        sj_neuron.ParametricLIFNode(step_mode="m"), LIFNode(backend="torch"), SpikeAvgPool2d(2, backend="torch"),
+        layer.Conv2d(1, 2, 3, step_mode="m"),
+        PLIFNode(backend="torch"),
+        SpikeMaxPool2d(2, backend="torch"),
+        sj_neuron.ParametricLIFNode(step_mode="m"),
+        LIFNode(backend="torch"),
+        SpikeAvgPool2d(2, backend="torch"),
     )
     ours = [net[1], net[2], net[4], net[5]]
     assert all(set(m.supported_backends) >= {"torch", "cpu", "cupy", "auto"} for m in ours)

@@ -9,7 +9,10 @@ from spikingjelly.activation_based import functional, layer, neuron, surrogate
 
 from plif_zoo import LIFNode, PLIFNode
 
-SURROGATES = {"atan": lambda: surrogate.ATan(alpha=2.0), "sigmoid": lambda: surrogate.Sigmoid(alpha=4.0)}
+SURROGATES = {
+    "atan": lambda: surrogate.ATan(alpha=2.0),
+    "sigmoid": lambda: surrogate.Sigmoid(alpha=4.0),
+}
 OPTIONS = list(
     itertools.product((2.0, 16.0), (True, False), (0.0, None), (True, False), sorted(SURROGATES))
 )
@@ -22,7 +25,10 @@ def _ids(opt):
 
 def _pair(kind, tau, decay, v_reset, detach, sg, backend="torch"):
     kw = dict(
-        decay_input=decay, v_reset=v_reset, detach_reset=detach, surrogate_function=SURROGATES[sg](),
+        decay_input=decay,
+        v_reset=v_reset,
+        detach_reset=detach,
+        surrogate_function=SURROGATES[sg](),
     )
     if kind == "plif":
         ours = PLIFNode(init_tau=tau, backend=backend, **kw)
@@ -152,7 +158,9 @@ def test_gradcheck_spike_output_with_surrogate():
     w = torch.tensor(0.1, dtype=torch.float64, requires_grad=True)
     s, v = multi_step(x, torch.zeros_like(x[0]), torch.sigmoid(w), cfg, "torch")
     (s.sum() + v.sum()).backward()
-    peer = neuron.ParametricLIFNode(surrogate_function=surrogate.Sigmoid(alpha=2.0), step_mode="m").double()
+    peer = neuron.ParametricLIFNode(
+        surrogate_function=surrogate.Sigmoid(alpha=2.0), step_mode="m"
+    ).double()
     peer.w.data = w.detach().clone()
     xb = x.detach().clone().requires_grad_()
     sb = peer(xb)
@@ -184,7 +192,9 @@ def test_paper_defaults():
 def test_any_spikingjelly_surrogate_works():
     for sg in (surrogate.PiecewiseQuadratic(), surrogate.SoftSign(), surrogate.Erf()):
         ours = PLIFNode(surrogate_function=sg, backend="torch")
-        peer = neuron.ParametricLIFNode(surrogate_function=type(sg)(), step_mode="m", detach_reset=True)
+        peer = neuron.ParametricLIFNode(
+            surrogate_function=type(sg)(), step_mode="m", detach_reset=True
+        )
         x = _input(T=4)
         xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
         ours(xa).sum().backward()
@@ -273,7 +283,11 @@ def test_lif_decay_is_made_on_the_input_device_without_a_host_copy():
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
             out = func(*args, **kwargs)
-            inputs = [a for a in torch.utils._pytree.tree_leaves((args, kwargs)) if isinstance(a, torch.Tensor)]
+            inputs = [
+                a
+                for a in torch.utils._pytree.tree_leaves((args, kwargs))
+                if isinstance(a, torch.Tensor)
+            ]
             outs = [o for o in torch.utils._pytree.tree_leaves(out) if isinstance(o, torch.Tensor)]
             if any(i.device.type == "cpu" for i in inputs) and any(o.is_cuda for o in outs):
                 self.copies.append(str(func))

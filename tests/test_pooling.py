@@ -106,10 +106,18 @@ NAN = float("nan")
 
 @pytest.mark.parametrize("backend", ["torch", "cpu", "auto"])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_gradient_into_a_window_holding_nan_is_max_pool2d_s_on_every_backend(backend, channels_last):
+def test_gradient_into_a_window_holding_nan_is_max_pool2d_s_on_every_backend(
+    backend, channels_last
+):
     """nn.MaxPool2d outputs NaN for such a window and sends its gradient to the last NaN."""
-    x = torch.tensor([[1.0, NAN, 0.0, 1.0, 0.0, 0.0], [NAN, 2.0, 1.0, NAN, 0.0, 1.0],
-                      [NAN, NAN, 3.0, 4.0, NAN, 0.0], [NAN, NAN, 5.0, 0.0, 0.0, 0.0]])
+    x = torch.tensor(
+        [
+            [1.0, NAN, 0.0, 1.0, 0.0, 0.0],
+            [NAN, 2.0, 1.0, NAN, 0.0, 1.0],
+            [NAN, NAN, 3.0, 4.0, NAN, 0.0],
+            [NAN, NAN, 5.0, 0.0, 0.0, 0.0],
+        ]
+    )
     x = x.expand(2, 1, 3, 4, 6)
     if channels_last:
         x = x.flatten(0, 1).contiguous(memory_format=torch.channels_last).view(2, 1, 3, 4, 6)

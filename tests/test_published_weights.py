@@ -13,7 +13,11 @@ from plif_zoo.model_folder import model_card, read_config
 from plif_zoo.registry import PUBLISHED_WEIGHTS, model_info
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
-FOLDERS = sorted(p.name for p in WEIGHTS.iterdir() if (p / "config.json").is_file()) if WEIGHTS.is_dir() else []
+FOLDERS = (
+    sorted(p.name for p in WEIGHTS.iterdir() if (p / "config.json").is_file())
+    if WEIGHTS.is_dir()
+    else []
+)
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
 
 
@@ -37,7 +41,9 @@ def test_accuracy_on_the_cards_test_slice(model_id):
         pytest.skip("needs Debian's dataset-fashion-mnist (scripts/setup.sh installs it)")
     check = card["slice_check"]
     model = plif_zoo.load(model_id)  # through the registry: sha256 checked before loading
-    result = training.evaluate(model, model_info(model_id).dataset, split=check["split"], max_samples=check["samples"])
+    result = training.evaluate(
+        model, model_info(model_id).dataset, split=check["split"], max_samples=check["samples"]
+    )
     assert result["samples"] == check["samples"]
     # One image of slack for float summation order across thread counts.
     assert abs(result["top1"] - check["top1"]) <= 1.0 / check["samples"] + 1e-9

@@ -39,9 +39,12 @@ def test_every_dataset_has_the_papers_variants():
 
 
 def test_list_models_matches_shell_wildcards():
-    assert plif_zoo.list_models("cifar10-dvs-*") == sorted(f"cifar10-dvs-{v}" for v in
-                                                            VARIANTS + ["lif-avgpool"])
-    assert plif_zoo.list_models("*-tau16") == sorted(f"{d}-{n}-tau16" for d in DATASETS for n in ("plif", "lif"))
+    assert plif_zoo.list_models("cifar10-dvs-*") == sorted(
+        f"cifar10-dvs-{v}" for v in VARIANTS + ["lif-avgpool"]
+    )
+    assert plif_zoo.list_models("*-tau16") == sorted(
+        f"{d}-{n}-tau16" for d in DATASETS for n in ("plif", "lif")
+    )
     assert plif_zoo.list_models("nothing*") == []
 
 
@@ -59,17 +62,30 @@ def test_model_info_holds_everything_known():
     assert (info.paper_accuracy_a, info.paper_accuracy_b) == (74.80, 69.00)
     assert info.num_params == sum(p.numel() for p in _meta("cifar10-dvs-plif").parameters())
     row = info.as_dict()
-    for key in ("hf_repo", "revision", "filename", "sha256", "license", "accuracy",
-                "accuracy_protocol", "label_names", "num_params"):
+    for key in (
+        "hf_repo",
+        "revision",
+        "filename",
+        "sha256",
+        "license",
+        "accuracy",
+        "accuracy_protocol",
+        "label_names",
+        "num_params",
+    ):
         assert key in row
     json.dumps(row)
 
 
 @pytest.mark.parametrize(
     "model_id, a, source",
-    [("fashion-mnist-lif", 94.17, "Table 4"), ("cifar10-lif-tau16", 47.50, "Table 4"),
-     ("dvs128-gesture-plif-tau16", 92.01, "Table 4"), ("cifar10-dvs-plif-avgpool", 72.70, "Table 5"),
-     ("mnist-lif", None, None)],
+    [
+        ("fashion-mnist-lif", 94.17, "Table 4"),
+        ("cifar10-lif-tau16", 47.50, "Table 4"),
+        ("dvs128-gesture-plif-tau16", 92.01, "Table 4"),
+        ("cifar10-dvs-plif-avgpool", 72.70, "Table 5"),
+        ("mnist-lif", None, None),
+    ],
 )
 def test_ablation_accuracies_come_from_tables_4_and_5(model_id, a, source):
     info = plif_zoo.model_info(model_id)
@@ -99,8 +115,16 @@ def test_ids_with_path_parts_are_rejected(bad):
         plif_zoo.load(bad)
 
 
-@pytest.mark.parametrize("bad", ["hf-hub:../x", "hf-hub:org/../x", "hf-hub:a/b/c", "hf-hub:org/name@../../x",
-                                 "hf-hub:org--x/y"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "hf-hub:../x",
+        "hf-hub:org/../x",
+        "hf-hub:a/b/c",
+        "hf-hub:org/name@../../x",
+        "hf-hub:org--x/y",
+    ],
+)
 def test_hub_names_with_path_traversal_are_rejected(bad):
     with pytest.raises(ValueError, match="invalid"):
         plif_zoo.load(bad)
@@ -117,7 +141,10 @@ def test_create_model_equals_load_without_weights():
     torch.manual_seed(0)
     b = plif_zoo.load("mnist-plif", pretrained=False, T=3, num_classes=7)
     assert a.config == b.config and a.T == 3 and a.num_classes == 7
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(x, y)
+        for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
 
 
 def test_untrained_models_accept_architecture_changes_pretrained_do_not():
@@ -137,11 +164,18 @@ def _saved(tmp_path, name="fashion-mnist-plif", **card):
 
 
 def test_save_pretrained_writes_a_hub_model_folder(tmp_path):
-    model, folder = _saved(tmp_path, metrics={"accuracy_b": 91.5}, hardware="2-core CPU",
-                           protocol="accuracy-B")
-    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    model, folder = _saved(
+        tmp_path, metrics={"accuracy_b": 91.5}, hardware="2-core CPU", protocol="accuracy-B"
+    )
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+    ]
     config = json.loads((folder / "config.json").read_text())
-    assert config["files"]["model.safetensors"]["sha256"] == sha256_file(folder / "model.safetensors")
+    assert config["files"]["model.safetensors"]["sha256"] == sha256_file(
+        folder / "model.safetensors"
+    )
     assert config["architecture"]["T"] == 2
     assert config["card"]["metrics"] == {"accuracy_b": 91.5}
     assert set(config["card"]["taus"]) == {n for n, _ in model.spiking_layers()}
@@ -171,10 +205,16 @@ def test_local_dir_loads_the_same_model(tmp_path):
 def test_registered_checksum_rejects_other_weights_in_plif_zoo_weights(tmp_path, monkeypatch):
     _saved(tmp_path)
     monkeypatch.setenv("PLIF_ZOO_WEIGHTS", str(tmp_path))
-    monkeypatch.setitem(registry._REGISTRY, "fashion-mnist-plif", dataclasses.replace(
-        registry.model_info("fashion-mnist-plif"),
-        weights=registry.WeightSource(hf_repo="plif-zoo/fashion-mnist-plif", revision=None,
-                                      sha256="0" * 64, license="MIT")))
+    monkeypatch.setitem(
+        registry._REGISTRY,
+        "fashion-mnist-plif",
+        dataclasses.replace(
+            registry.model_info("fashion-mnist-plif"),
+            weights=registry.WeightSource(
+                hf_repo="plif-zoo/fashion-mnist-plif", revision=None, sha256="0" * 64, license="MIT"
+            ),
+        ),
+    )
     with pytest.raises(ChecksumError, match="other weights than the registered ones"):
         plif_zoo.load("fashion-mnist-plif", backend="torch")
 
@@ -183,13 +223,19 @@ def test_registry_id_loads_from_plif_zoo_weights_folder(tmp_path, monkeypatch):
     model, folder = _saved(tmp_path)
     monkeypatch.setenv("PLIF_ZOO_WEIGHTS", str(tmp_path))
     # Random weights: switch off the registered checksum of the published model.
-    monkeypatch.setitem(registry._REGISTRY, "fashion-mnist-plif", dataclasses.replace(
-        registry.model_info("fashion-mnist-plif"), weights=None))
+    monkeypatch.setitem(
+        registry._REGISTRY,
+        "fashion-mnist-plif",
+        dataclasses.replace(registry.model_info("fashion-mnist-plif"), weights=None),
+    )
     assert registry.weights_dirs()[0] == tmp_path
     assert "fashion-mnist-plif" in plif_zoo.list_models(pretrained=True)
     again = plif_zoo.load("fashion-mnist-plif", T=4, backend="torch")
     assert again.T == 4
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True)
+    )
 
 
 def test_tampered_local_weights_fail_the_checksum(tmp_path):
@@ -255,7 +301,9 @@ def test_readme_zoo_table_is_current():
 
 
 def test_one_published_weights_line_registers_a_weights_folder(tmp_path, monkeypatch):
-    model, folder = _saved(tmp_path / "weights", metrics={"accuracy_b": 91.25}, protocol="accuracy-B, test")
+    model, folder = _saved(
+        tmp_path / "weights", metrics={"accuracy_b": 91.25}, protocol="accuracy-B, test"
+    )
     line = registry.published_entry(folder, None)
     entry = eval("{" + line + "}")  # the line as it would be pasted into PUBLISHED_WEIGHTS
     monkeypatch.setattr(registry, "PUBLISHED_WEIGHTS", entry)
@@ -267,9 +315,15 @@ def test_one_published_weights_line_registers_a_weights_folder(tmp_path, monkeyp
     assert info.weights.sha256 == sha256_file(folder / "model.safetensors")
     assert info.weights.revision is None and info.has_weights
     assert plif_zoo.list_models("fashion*", pretrained=True) == ["fashion-mnist-plif"]
-    assert "| 91.25% (accuracy-B, test) | yes (`weights/fashion-mnist-plif/`) |" in registry.markdown_table()
+    assert (
+        "| 91.25% (accuracy-B, test) | yes (`weights/fashion-mnist-plif/`) |"
+        in registry.markdown_table()
+    )
     loaded = plif_zoo.load("fashion-mnist-plif", backend="torch")
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True)
+    )
 
     monkeypatch.setattr(registry, "weights_dirs", lambda: [tmp_path / "elsewhere"])
     assert plif_zoo.list_models("fashion*", pretrained=True) == []
@@ -280,13 +334,19 @@ def test_one_published_weights_line_registers_a_weights_folder(tmp_path, monkeyp
 def test_registered_sha256_rejects_other_weights_in_the_folder(tmp_path, monkeypatch):
     _, folder = _saved(tmp_path / "weights")
     info = registry.model_info("fashion-mnist-plif")
-    monkeypatch.setitem(registry._REGISTRY, "fashion-mnist-plif", dataclasses.replace(
-        info, weights=registry.WeightSource(hf_repo="plif-zoo/fashion-mnist-plif", revision=None,
-                                            sha256="0" * 64)))
+    monkeypatch.setitem(
+        registry._REGISTRY,
+        "fashion-mnist-plif",
+        dataclasses.replace(
+            info,
+            weights=registry.WeightSource(
+                hf_repo="plif-zoo/fashion-mnist-plif", revision=None, sha256="0" * 64
+            ),
+        ),
+    )
     monkeypatch.setattr(registry, "weights_dirs", lambda: [tmp_path / "weights"])
     with pytest.raises(ChecksumError, match="other weights than the registered ones"):
         plif_zoo.load("fashion-mnist-plif")
-
 
 
 # The zoo modules import plif_zoo modules at module level only (what they may import, the
@@ -306,7 +366,11 @@ def _plif_zoo_imports(tree) -> list[tuple[str, bool]]:
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("plif_zoo"):
             names = [node.module.partition(".")[2] or "__init__"]
         elif isinstance(node, ast.Import):
-            names = [a.name.partition(".")[2] or "__init__" for a in node.names if a.name.startswith("plif_zoo")]
+            names = [
+                a.name.partition(".")[2] or "__init__"
+                for a in node.names
+                if a.name.startswith("plif_zoo")
+            ]
         else:
             continue
         found += [(name.split(".")[0], id(node) in top) for name in names]
@@ -339,22 +403,37 @@ def test_import_layers_contract_is_kept():
     assert "3 kept, 0 broken" in proc.stdout
 
 
-@pytest.mark.parametrize("field, value", [("mean", [0.5]), ("std", [1.0]), ("v_threshold", 0.5),
-                                          ("pooling", "avg"), ("init_tau", 3.0)])
-def test_edited_config_of_a_registry_id_names_the_differing_field(tmp_path, monkeypatch, field, value):
+@pytest.mark.parametrize(
+    "field, value",
+    [("mean", [0.5]), ("std", [1.0]), ("v_threshold", 0.5), ("pooling", "avg"), ("init_tau", 3.0)],
+)
+def test_edited_config_of_a_registry_id_names_the_differing_field(
+    tmp_path, monkeypatch, field, value
+):
     # Issue 12, item 2: intact weights (sha256 pinned) with an edited config.json must not load
     # as the registry's model; the folder still loads as what it is (local-dir:).
     _, folder = _saved(tmp_path / "weights")
     info = registry.model_info("fashion-mnist-plif")
-    monkeypatch.setitem(registry._REGISTRY, "fashion-mnist-plif", dataclasses.replace(
-        info, weights=registry.WeightSource(hf_repo="plif-zoo/fashion-mnist-plif", revision=None,
-                                            sha256=sha256_file(folder / "model.safetensors"))))
+    monkeypatch.setitem(
+        registry._REGISTRY,
+        "fashion-mnist-plif",
+        dataclasses.replace(
+            info,
+            weights=registry.WeightSource(
+                hf_repo="plif-zoo/fashion-mnist-plif",
+                revision=None,
+                sha256=sha256_file(folder / "model.safetensors"),
+            ),
+        ),
+    )
     monkeypatch.setattr(registry, "weights_dirs", lambda: [tmp_path / "weights"])
     plif_zoo.load("fashion-mnist-plif")  # intact: loads
     config = json.loads((folder / "config.json").read_text())
     config["architecture"][field] = value
     (folder / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ModelFolderError, match="registry's architecture.*" + re.escape(f"{field}: {value!r}")):
+    with pytest.raises(
+        ModelFolderError, match="registry's architecture.*" + re.escape(f"{field}: {value!r}")
+    ):
         plif_zoo.load("fashion-mnist-plif")
     assert plif_zoo.load(f"local-dir:{folder}").config.to_dict()[field] == value
 

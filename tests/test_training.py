@@ -28,8 +28,17 @@ pytestmark = pytest.mark.fashion_mnist  # tests/conftest.py skips it
 
 NARROW = {"channels": 32, "fc_hidden": [128]}
 # lr 1e-2: a narrow network barely fires at first, and the recipe's 1e-3 needs many steps to wake it
-TINY = dict(model="fashion-mnist-plif", model_kwargs=NARROW, T=4, batch_size=8, max_train_samples=48,
-            max_eval_samples=24, threads=1, backend="torch", lr=1e-2)
+TINY = dict(
+    model="fashion-mnist-plif",
+    model_kwargs=NARROW,
+    T=4,
+    batch_size=8,
+    max_train_samples=48,
+    max_eval_samples=24,
+    threads=1,
+    backend="torch",
+    lr=1e-2,
+)
 
 
 def run(tmp_path: Path, name: str = "run", **kw):
@@ -54,9 +63,19 @@ def read_csv(path: Path) -> list[dict]:
 
 def test_recipe_defaults_are_the_papers():
     cfg = training.load_config("fashion-mnist-plif")
-    assert (cfg.lr, cfg.t_max, cfg.batch_size, cfg.seed, cfg.val_fraction, cfg.weight_decay) == (1e-3, 64, 16, 2020, 0.15, 0.0)
+    assert (cfg.lr, cfg.t_max, cfg.batch_size, cfg.seed, cfg.val_fraction, cfg.weight_decay) == (
+        1e-3,
+        64,
+        16,
+        2020,
+        0.15,
+        0.0,
+    )
     assert cfg.dataset == "fashion-mnist"
-    assert training.load_config("fashion-mnist-plif", batch_size=64, lr=4e-3, epochs=None).batch_size == 64
+    assert (
+        training.load_config("fashion-mnist-plif", batch_size=64, lr=4e-3, epochs=None).batch_size
+        == 64
+    )
 
 
 def test_every_registry_id_has_a_config_naming_its_dataset():
@@ -79,7 +98,15 @@ def test_training_lowers_the_loss_and_writes_the_run_folder(tmp_path):
     out = tmp_path / "run"
     rows = read_csv(out / "metrics.csv")
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
-    for key in ("train_loss", "val_top1", "test_top1", "accuracy_a", "accuracy_b", "lr", "train_images_per_s"):
+    for key in (
+        "train_loss",
+        "val_top1",
+        "test_top1",
+        "accuracy_a",
+        "accuracy_b",
+        "lr",
+        "train_images_per_s",
+    ):
         assert key in rows[0]
     # accuracy-A is the best test top-1 so far; accuracy-B the test top-1 at the best validation epoch
     tests = [float(r["test_top1"]) for r in rows]
@@ -89,18 +116,28 @@ def test_training_lowers_the_loss_and_writes_the_run_folder(tmp_path):
     taus = read_csv(out / "tau.csv")
     assert [int(r["epoch"]) for r in taus] == [0, 1, 2, 3]
     assert set(taus[0]) == {"epoch", "features.1", "features.4", "classifier.3", "classifier.6"}
-    assert float(taus[0]["features.1"]) == pytest.approx(2.0) and float(taus[-1]["features.1"]) != pytest.approx(2.0, abs=1e-7)
+    assert float(taus[0]["features.1"]) == pytest.approx(2.0) and float(
+        taus[-1]["features.1"]
+    ) != pytest.approx(2.0, abs=1e-7)
     assert list((out / "tb").glob("events.out.tfevents.*"))
     # the best model is a zoo model folder with its metrics in the card
     best = plif_zoo.load(f"local-dir:{out / 'best'}")
     card = plif_zoo.hub.read_config(out / "best")["card"]
     assert card["best_epoch"] == int(rows[vals.index(max(vals))]["epoch"])
-    assert card["metrics"]["accuracy_b"] == pytest.approx(100 * tests[card["best_epoch"] - 1])  # percent
+    assert card["metrics"]["accuracy_b"] == pytest.approx(
+        100 * tests[card["best_epoch"] - 1]
+    )  # percent
     assert best.config.channels == 32
-    again = training.evaluate(f"local-dir:{out / 'best'}", "fashion-mnist", max_samples=24, backend="torch")
-    assert again["top1"] == pytest.approx(card["metrics"]["test_top1"] / 100)  # the card's number is reproducible
+    again = training.evaluate(
+        f"local-dir:{out / 'best'}", "fashion-mnist", max_samples=24, backend="torch"
+    )
+    assert again["top1"] == pytest.approx(
+        card["metrics"]["test_top1"] / 100
+    )  # the card's number is reproducible
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["accuracy_a"] == max(tests) and summary["accuracy_b"] == float(rows[-1]["accuracy_b"])
+    assert summary["accuracy_a"] == max(tests) and summary["accuracy_b"] == float(
+        rows[-1]["accuracy_b"]
+    )
     assert summary["epochs_done"] == 3 and summary["accuracy_b_epoch"] == card["best_epoch"]
 
 
@@ -111,8 +148,24 @@ def test_checkpoint_is_weights_only_loadable_with_optimizer_scheduler_and_rng(tm
     assert ckpt["optimizer"]["state"] and ckpt["scheduler"]["last_epoch"] == 1
     assert isinstance(ckpt["rng"][0]["torch"], torch.Tensor)
     # checkpoint format 1, as written before training became a package: runs in progress resume
-    assert set(ckpt) == {"format", "config", "model", "optimizer", "scheduler", "scaler", "rng", "history", "taus",
-                         "best_val", "best_test", "best_epoch", "wall_s", "epoch", "step", "running"}
+    assert set(ckpt) == {
+        "format",
+        "config",
+        "model",
+        "optimizer",
+        "scheduler",
+        "scaler",
+        "rng",
+        "history",
+        "taus",
+        "best_val",
+        "best_test",
+        "best_epoch",
+        "wall_s",
+        "epoch",
+        "step",
+        "running",
+    }
     assert ckpt["format"] == 1 and ckpt["running"] == [0.0, 0.0, 0.0]
     assert not list((tmp_path / "run").glob("*.tmp"))
 
@@ -133,8 +186,13 @@ def old_training_module(tmp_path: Path):
     """plif_zoo/training.py as of OLD_COMMIT, loaded as a module of today's package."""
     repo = Path(__file__).resolve().parent.parent
     try:
-        source = subprocess.run(["git", "show", f"{OLD_COMMIT}:plif_zoo/training.py"], cwd=repo,
-                                capture_output=True, text=True, check=True).stdout
+        source = subprocess.run(
+            ["git", "show", f"{OLD_COMMIT}:plif_zoo/training.py"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         pytest.skip(f"needs the git history of this repository (commit {OLD_COMMIT})")
     path = tmp_path / "training_old.py"
@@ -154,7 +212,9 @@ def test_a_mid_epoch_checkpoint_of_the_single_file_training_resumes_exactly(tmp_
     today's code and ends bit-identical to a run trained by today's code alone."""
     old = old_training_module(tmp_path)
     steps = itertools.count(1)
-    old._any = lambda flag, dist_info, device: next(steps) == 3  # a stop request at step 3 of epoch 1
+    old._any = lambda flag, dist_info, device: (
+        next(steps) == 3
+    )  # a stop request at step 3 of epoch 1
     args = {**TINY, "epochs": 2}
     stopped = old.train(args.pop("model"), out=str(tmp_path / "old"), progress=False, **args)
     assert stopped == {"stopped": True, "epoch": 0, "step": 3, "out": str(tmp_path / "old")}
@@ -162,9 +222,14 @@ def test_a_mid_epoch_checkpoint_of_the_single_file_training_resumes_exactly(tmp_
     resumed = run(tmp_path, "old", epochs=2, resume=True)
     straight = run(tmp_path, "new", epochs=2)
     assert_same_weights(weights(tmp_path / "new"), weights(tmp_path / "old"))
-    assert resumed.history == [{**row, "train_images_per_s": resumed.history[i]["train_images_per_s"],
-                                "train_wall_s": resumed.history[i]["train_wall_s"]}
-                               for i, row in enumerate(straight.history)]
+    assert resumed.history == [
+        {
+            **row,
+            "train_images_per_s": resumed.history[i]["train_images_per_s"],
+            "train_wall_s": resumed.history[i]["train_wall_s"],
+        }
+        for i, row in enumerate(straight.history)
+    ]
 
 
 def test_resume_refuses_a_changed_recipe_and_a_run_is_not_overwritten(tmp_path):
@@ -188,15 +253,23 @@ def test_checkpoints_inside_an_epoch_resume_exactly_after_a_kill(tmp_path):
         kw = {kw!r}
         training.train(kw.pop("model"), out={str(out)!r}, progress=False, **kw)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     try:
         deadline = time.time() + 120
         while time.time() < deadline and proc.poll() is None:
             ckpt = out / "checkpoint.pt"
-            if ckpt.exists() and training.load_checkpoint(ckpt)["epoch"] == 1 and training.load_checkpoint(ckpt)["step"] > 0:
+            if (
+                ckpt.exists()
+                and training.load_checkpoint(ckpt)["epoch"] == 1
+                and training.load_checkpoint(ckpt)["step"] > 0
+            ):
                 break
             time.sleep(0.05)
-        assert proc.poll() is None, "the run ended before it could be killed: " + proc.stderr.read().decode()[-2000:]
+        assert proc.poll() is None, (
+            "the run ended before it could be killed: " + proc.stderr.read().decode()[-2000:]
+        )
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()
@@ -209,7 +282,10 @@ def test_checkpoints_inside_an_epoch_resume_exactly_after_a_kill(tmp_path):
     straight = read_csv(tmp_path / "straight" / "metrics.csv")
     killed = read_csv(out / "metrics.csv")
     for a, b in zip(straight, killed, strict=True):
-        assert a["train_loss"] == pytest.approx(float(b["train_loss"]), rel=1e-6) or a["train_loss"] == b["train_loss"]
+        assert (
+            a["train_loss"] == pytest.approx(float(b["train_loss"]), rel=1e-6)
+            or a["train_loss"] == b["train_loss"]
+        )
 
 
 def test_sigterm_checkpoints_and_stops(tmp_path):
@@ -222,7 +298,9 @@ def test_sigterm_checkpoints_and_stops(tmp_path):
         r = training.train(kw.pop("model"), out={str(out)!r}, progress=False, **kw)
         sys.exit(3 if r.stopped else 0)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     try:
         deadline = time.time() + 120
         while time.time() < deadline and not (out / "metrics.csv").exists():
@@ -265,7 +343,10 @@ def test_evaluate_reports_accuracy_loss_rates_spikes_and_synops(tmp_path):
 def _imagefolder(root: Path, classes: list[int], per_class: int) -> None:
     from PIL import Image
 
-    for split, ds in (("train", data.get_dataset("fashion-mnist", "train-full")), ("test", data.get_dataset("fashion-mnist", "test"))):
+    for split, ds in (
+        ("train", data.get_dataset("fashion-mnist", "train-full")),
+        ("test", data.get_dataset("fashion-mnist", "test")),
+    ):
         for c in classes:
             d = root / split / f"class{c}"
             d.mkdir(parents=True)
@@ -280,8 +361,18 @@ def test_finetune_replaces_the_output_layer_and_can_freeze_the_features(tmp_path
     before = {k: v.clone() for k, v in base.model.state_dict().items()}
     with pytest.warns(UserWarning, match="output layer rebuilt for 3 classes"):
         result = training.finetune(
-            f"local-dir:{tmp_path / 'base' / 'best'}", tmp_path / "images", 3, freeze_features=True,
-            out=str(tmp_path / "ft"), epochs=1, batch_size=4, T=4, lr=1e-2, threads=1, backend="torch", progress=False,
+            f"local-dir:{tmp_path / 'base' / 'best'}",
+            tmp_path / "images",
+            3,
+            freeze_features=True,
+            out=str(tmp_path / "ft"),
+            epochs=1,
+            batch_size=4,
+            T=4,
+            lr=1e-2,
+            threads=1,
+            backend="torch",
+            progress=False,
         )
     model = result.model
     assert model.num_classes == 3 and model.output_layer.out_features == 30
@@ -318,8 +409,18 @@ def test_event_frames_train_end_to_end(tmp_path):
             folder.mkdir(parents=True)
             for k in range(n):
                 (folder / f"{k:05d}.bin").write_bytes(nmnist_bin(random_events(rng, 40, 34)))
-    result = training.train("nmnist-plif", data_dir=str(tmp_path / "nmnist"), out=str(tmp_path / "run"), epochs=1,
-                            T=4, batch_size=8, model_kwargs=NARROW, threads=1, backend="torch", progress=False)
+    result = training.train(
+        "nmnist-plif",
+        data_dir=str(tmp_path / "nmnist"),
+        out=str(tmp_path / "run"),
+        epochs=1,
+        T=4,
+        batch_size=8,
+        model_kwargs=NARROW,
+        threads=1,
+        backend="torch",
+        progress=False,
+    )
     row = result.history[0]
     assert (row["val_samples"], row["test_samples"]) == (10, 10) and np.isfinite(row["train_loss"])
 

@@ -17,7 +17,9 @@ def no_weights(monkeypatch, tmp_path):
     monkeypatch.setattr(registry, "weights_dirs", lambda: [tmp_path / "none"])
     for model_id, info in list(registry._REGISTRY.items()):
         if info.weights is not None:
-            monkeypatch.setitem(registry._REGISTRY, model_id, dataclasses.replace(info, weights=None))
+            monkeypatch.setitem(
+                registry._REGISTRY, model_id, dataclasses.replace(info, weights=None)
+            )
 
 
 @pytest.fixture
@@ -25,7 +27,9 @@ def local_weights(no_weights, monkeypatch, tmp_path):
     """fashion-mnist-plif with random weights as a local weights folder (registry checksums off)."""
     torch.manual_seed(0)
     model = plif_zoo.create_model("fashion-mnist-plif", T=4, backend="torch")
-    plif_zoo.save_pretrained(model, tmp_path / "w" / "fashion-mnist-plif", model_id="fashion-mnist-plif")
+    plif_zoo.save_pretrained(
+        model, tmp_path / "w" / "fashion-mnist-plif", model_id="fashion-mnist-plif"
+    )
     monkeypatch.setattr(registry, "weights_dirs", lambda: [tmp_path / "w"])
     return tmp_path
 
@@ -66,7 +70,9 @@ def test_download_without_published_weights_explains(capsys, no_weights):
 def test_demo_without_weights_says_which_model_and_why_not(capsys, no_weights):
     assert main(["demo"]) == 2
     err = capsys.readouterr().err
-    assert "would use fashion-mnist-plif" in err and "no model with sample images has weights" in err
+    assert (
+        "would use fashion-mnist-plif" in err and "no model with sample images has weights" in err
+    )
 
 
 def test_shipped_samples_are_eight_labelled_fashion_mnist_images():

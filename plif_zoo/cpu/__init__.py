@@ -24,9 +24,15 @@ if TYPE_CHECKING:
     from ..neurons import NeuronConfig
 
 __all__ = [
-    "available", "why_unavailable", "supports", "supports_neuron", "supports_pool",
-    "neuron_multi_step", "max_pool_multi_step",
+    "available",
+    "why_unavailable",
+    "supports",
+    "supports_neuron",
+    "supports_pool",
+    "neuron_multi_step",
+    "max_pool_multi_step",
 ]
+
 
 def available() -> bool:
     """True when the kernels are compiled and loaded (compiles them on the first call).

@@ -31,7 +31,13 @@ HEADERS = (CSRC_DIR / "neuron_math.h",)
 # No -ffast-math and no fp contraction: the kernels must round exactly like torch does.
 # -fno-trapping-math changes no result; it lets gcc vectorise the selects of the reset.
 FLAGS = (
-    "-O3", "-std=c++17", "-fopenmp", "-shared", "-fPIC", "-ffp-contract=off", "-fno-trapping-math",
+    "-O3",
+    "-std=c++17",
+    "-fopenmp",
+    "-shared",
+    "-fPIC",
+    "-ffp-contract=off",
+    "-fno-trapping-math",
     *c_defines(),
 )
 # Tried first: code for this CPU's vector units (30% faster here). The cache key then includes
@@ -89,7 +95,13 @@ def _build() -> Path:
         )
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
     digest = hashlib.sha256()
-    for part in (cxx, version, platform.machine(), cpu_fingerprint(), " ".join(FLAGS + NATIVE_FLAGS)):
+    for part in (
+        cxx,
+        version,
+        platform.machine(),
+        cpu_fingerprint(),
+        " ".join(FLAGS + NATIVE_FLAGS),
+    ):
         digest.update(part.encode() + b"\0")
     for path in SOURCES + HEADERS:
         digest.update(path.read_bytes() + b"\0")

@@ -36,9 +36,18 @@ def _spec(cfg: NeuronConfig) -> tuple[int, float]:
 
 @torch.library.custom_op("plif_zoo::cpu_neuron_forward", mutates_args=())
 def neuron_forward(
-    x: torch.Tensor, v_init: torch.Tensor, k: torch.Tensor, steps: int, v_threshold: float,
-    v_reset: float, hard: bool, decay_input: bool, store_v_seq: bool, detach_reset: bool,
-    sg_id: int, alpha: float,
+    x: torch.Tensor,
+    v_init: torch.Tensor,
+    k: torch.Tensor,
+    steps: int,
+    v_threshold: float,
+    v_reset: float,
+    hard: bool,
+    decay_input: bool,
+    store_v_seq: bool,
+    detach_reset: bool,
+    sg_id: int,
+    alpha: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """x: [T, M] (or [M], the same input at every step), v_init: [M], both contiguous, k: 0-dim
     -> (s [T, M], v_last [M] or v_seq [T, M]). The last three scalars are for the backward."""
@@ -47,8 +56,19 @@ def neuron_forward(
     v_seq = _memory.empty((steps, n), x.dtype) if store_v_seq else None
     v_last = torch.empty_like(v_init)
     getattr(_build.require(), f"plif_forward_{SUFFIX[x.dtype]}")(
-        x.data_ptr(), n if x.dim() == 2 else 0, v_init.data_ptr(), k.item(), s.data_ptr(),
-        _ptr(v_seq), v_last.data_ptr(), steps, n, v_threshold, v_reset, int(hard), int(decay_input),
+        x.data_ptr(),
+        n if x.dim() == 2 else 0,
+        v_init.data_ptr(),
+        k.item(),
+        s.data_ptr(),
+        _ptr(v_seq),
+        v_last.data_ptr(),
+        steps,
+        n,
+        v_threshold,
+        v_reset,
+        int(hard),
+        int(decay_input),
         torch.get_num_threads(),
     )
     return s, (v_seq if v_seq is not None else v_last)
@@ -63,9 +83,20 @@ def _(x, v_init, k, steps, v_threshold, v_reset, hard, decay_input, store_v_seq,
 
 @torch.library.custom_op("plif_zoo::cpu_neuron_backward", mutates_args=())
 def neuron_backward(
-    x: torch.Tensor, v_init: torch.Tensor, k: torch.Tensor, grad_s: torch.Tensor | None,
-    grad_v: torch.Tensor | None, steps: int, v_threshold: float, v_reset: float, hard: bool,
-    decay_input: bool, detach_reset: bool, store_v_seq: bool, sg_id: int, alpha: float,
+    x: torch.Tensor,
+    v_init: torch.Tensor,
+    k: torch.Tensor,
+    grad_s: torch.Tensor | None,
+    grad_v: torch.Tensor | None,
+    steps: int,
+    v_threshold: float,
+    v_reset: float,
+    hard: bool,
+    decay_input: bool,
+    detach_reset: bool,
+    store_v_seq: bool,
+    sg_id: int,
+    alpha: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """-> (dL/dx like x, dL/dv_init like v_init, dL/dk 0-dim). Saves nothing: the kernel
     recomputes H and V[t-1] from X chunk by chunk in cache."""
@@ -76,10 +107,25 @@ def neuron_backward(
     grad_v_init = torch.empty_like(v_init)
     grad_k = ctypes.c_double()
     status = getattr(_build.require(), f"plif_backward_{SUFFIX[x.dtype]}")(
-        x.data_ptr(), n if x.dim() == 2 else 0, v_init.data_ptr(), k.item(), _ptr(grad_s),
-        _ptr(grad_v) if store_v_seq else None, None if store_v_seq else _ptr(grad_v),
-        grad_x.data_ptr(), grad_v_init.data_ptr(), ctypes.byref(grad_k), steps, n,
-        v_threshold, v_reset, alpha, sg_id, int(hard), int(decay_input), int(detach_reset),
+        x.data_ptr(),
+        n if x.dim() == 2 else 0,
+        v_init.data_ptr(),
+        k.item(),
+        _ptr(grad_s),
+        _ptr(grad_v) if store_v_seq else None,
+        None if store_v_seq else _ptr(grad_v),
+        grad_x.data_ptr(),
+        grad_v_init.data_ptr(),
+        ctypes.byref(grad_k),
+        steps,
+        n,
+        v_threshold,
+        v_reset,
+        alpha,
+        sg_id,
+        int(hard),
+        int(decay_input),
+        int(detach_reset),
         torch.get_num_threads(),
     )
     if status != 0:
@@ -102,8 +148,20 @@ def _neuron_grad(ctx, grad_s, grad_v):
     x, v_init, k = ctx.saved_tensors
     steps, v_th, v_reset, hard, decay_input, store_v_seq, detach_reset, sg_id, alpha = ctx.scalars
     grad_x, grad_v_init, grad_k = neuron_backward(
-        x, v_init, k, grad_s, grad_v, steps, v_th, v_reset, hard, decay_input, detach_reset,
-        store_v_seq, sg_id, alpha,
+        x,
+        v_init,
+        k,
+        grad_s,
+        grad_v,
+        steps,
+        v_th,
+        v_reset,
+        hard,
+        decay_input,
+        detach_reset,
+        store_v_seq,
+        sg_id,
+        alpha,
     )
     return grad_x, grad_v_init, grad_k.reshape(k.shape), *([None] * len(ctx.scalars))
 
@@ -124,8 +182,10 @@ def _shared_input(x_seq: torch.Tensor, need_grad: bool) -> torch.Tensor | None:
     # over T (computed in the kernel) instead of building a [T, N, *] gradient to sum.
     base = x_seq._base
     if (
-        base is not None and base.requires_grad
-        and base.shape == x_seq.shape[1:] and base.stride() == x_seq.stride()[1:]
+        base is not None
+        and base.requires_grad
+        and base.shape == x_seq.shape[1:]
+        and base.stride() == x_seq.stride()[1:]
         and base.data_ptr() == x_seq.data_ptr()
     ):
         return base
@@ -185,8 +245,18 @@ def neuron_multi_step(
     sg_id, alpha = _spec(cfg)
     hard = cfg.v_reset is not None
     s, v_out = neuron_forward(
-        x, v0, k, steps, float(cfg.v_threshold), float(cfg.v_reset) if hard else 0.0, hard,
-        bool(cfg.decay_input), bool(cfg.store_v_seq), bool(cfg.detach_reset), sg_id, alpha,
+        x,
+        v0,
+        k,
+        steps,
+        float(cfg.v_threshold),
+        float(cfg.v_reset) if hard else 0.0,
+        hard,
+        bool(cfg.decay_input),
+        bool(cfg.store_v_seq),
+        bool(cfg.detach_reset),
+        sg_id,
+        alpha,
     )
     ordered_step = [step_shape[d] for d in order]
     s = s.reshape(steps, *ordered_step).permute(0, *(d + 1 for d in inverse))

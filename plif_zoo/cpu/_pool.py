@@ -25,8 +25,15 @@ def pool_forward(
     y = _memory.empty(out_shape, x.dtype)
     arg = torch.empty(out_shape if keep_arg else (0,), dtype=torch.uint8)
     _kernel("forward", x.shape, x.dtype)(
-        x.data_ptr(), y.data_ptr(), arg.data_ptr() if keep_arg else None, *x.shape,
-        kh, kw, sh, sw, torch.get_num_threads(),
+        x.data_ptr(),
+        y.data_ptr(),
+        arg.data_ptr() if keep_arg else None,
+        *x.shape,
+        kh,
+        kw,
+        sh,
+        sw,
+        torch.get_num_threads(),
     )
     return y, arg
 
@@ -46,7 +53,14 @@ def pool_backward(
     grad_y = grad_y.contiguous()
     grad_x = _memory.empty(tuple(x_shape), grad_y.dtype)
     _kernel("backward", x_shape, grad_y.dtype)(
-        grad_y.data_ptr(), arg.data_ptr(), grad_x.data_ptr(), *x_shape, kh, kw, sh, sw,
+        grad_y.data_ptr(),
+        arg.data_ptr(),
+        grad_x.data_ptr(),
+        *x_shape,
+        kh,
+        kw,
+        sh,
+        sw,
         torch.get_num_threads(),
     )
     return grad_x

@@ -27,8 +27,14 @@ if TYPE_CHECKING:
     from ..neurons import NeuronConfig
 
 __all__ = [
-    "available", "why_unavailable", "install_hint", "supports", "supports_neuron", "supports_pool",
-    "neuron_multi_step", "max_pool_multi_step",
+    "available",
+    "why_unavailable",
+    "install_hint",
+    "supports",
+    "supports_neuron",
+    "supports_pool",
+    "neuron_multi_step",
+    "max_pool_multi_step",
 ]
 
 MAX_WINDOW = 256  # max_pool.cu keeps the window position in a uint8
@@ -67,8 +73,10 @@ def _first_build_problem(index: int) -> str:
         for source in build.sources():
             ops.load(torch.device("cuda", index), source)
     except Exception as err:  # any failure means: not usable here; the message says why
-        return (f"the CUDA kernels cannot be built or loaded for GPU {index} "
-                f"(sm_{major}{minor}): {err}{_driver_mismatch()}")
+        return (
+            f"the CUDA kernels cannot be built or loaded for GPU {index} "
+            f"(sm_{major}{minor}): {err}{_driver_mismatch()}"
+        )
     return ""
 
 
@@ -81,8 +89,10 @@ def _driver_mismatch() -> str:
         return ""
     if driver is None or nvrtc_major <= driver // 1000:
         return ""
-    return (f"; NVRTC {nvrtc_major} makes cubins that this CUDA {driver // 1000} driver cannot "
-            f"load: {install_hint(driver)}")
+    return (
+        f"; NVRTC {nvrtc_major} makes cubins that this CUDA {driver // 1000} driver cannot "
+        f"load: {install_hint(driver)}"
+    )
 
 
 def driver_cuda_version() -> int | None:
@@ -108,10 +118,14 @@ def install_hint(driver: int | None = -1) -> str:
     if driver is not None and driver >= 13000:
         return "install it with `pip install plif-zoo[cuda]` (cupy-cuda13x and NVRTC 13)"
     if driver is not None and driver >= 12000:
-        return (f"this driver supports CUDA {driver // 1000}.{driver % 1000 // 10}: install "
-                f"`pip install plif-zoo[cuda12]` (cupy-cuda12x and NVRTC 12)")
-    return ("install `pip install plif-zoo[cuda]` for a CUDA 13 driver (580 or later) or "
-            "`pip install plif-zoo[cuda12]` for a CUDA 12 driver (525 to 575)")
+        return (
+            f"this driver supports CUDA {driver // 1000}.{driver % 1000 // 10}: install "
+            f"`pip install plif-zoo[cuda12]` (cupy-cuda12x and NVRTC 12)"
+        )
+    return (
+        "install `pip install plif-zoo[cuda]` for a CUDA 13 driver (580 or later) or "
+        "`pip install plif-zoo[cuda12]` for a CUDA 12 driver (525 to 575)"
+    )
 
 
 def available() -> bool:
@@ -128,8 +142,11 @@ def supports_neuron(x_seq: torch.Tensor, cfg: NeuronConfig) -> bool:
     """Whether the kernels run this call: CUDA, a kernel dtype, non-empty [T, N, *], a known
     surrogate."""
     return (
-        x_seq.is_cuda and x_seq.dtype in DTYPE_NAMES and x_seq.dim() >= 2
-        and x_seq.numel() > 0 and supports(cfg)
+        x_seq.is_cuda
+        and x_seq.dtype in DTYPE_NAMES
+        and x_seq.dim() >= 2
+        and x_seq.numel() > 0
+        and supports(cfg)
     )
 
 
@@ -140,12 +157,17 @@ def supports_pool(x_seq: torch.Tensor, kernel: tuple[int, int], stride: tuple[in
         return False
     h, w = x_seq.shape[-2:]
     return (
-        kernel == stride and kernel[0] * kernel[1] <= MAX_WINDOW
-        and h >= kernel[0] and w >= kernel[1] and x_seq.numel() > 0
+        kernel == stride
+        and kernel[0] * kernel[1] <= MAX_WINDOW
+        and h >= kernel[0]
+        and w >= kernel[1]
+        and x_seq.numel() > 0
     )
 
 
-def neuron_multi_step(x_seq: torch.Tensor, v_init: torch.Tensor, k: torch.Tensor, cfg: NeuronConfig):
+def neuron_multi_step(
+    x_seq: torch.Tensor, v_init: torch.Tensor, k: torch.Tensor, cfg: NeuronConfig
+):
     """T steps of the neuron on CUDA; same contract as ``plif_zoo.neurons.multi_step``.
 
     x_seq: [T, N, *] float32 / float16 / bfloat16 (``supports_neuron``); v_init: [N, *];

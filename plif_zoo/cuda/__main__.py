@@ -32,7 +32,10 @@ def compile_all(archs: list[str], out=None) -> int:
             for name in build.entry_names(source):
                 u = usages.get(name)
                 if u is None:
-                    print(f"FAIL {arch} {source} {name}: entry not found in the compiled module", file=out)
+                    print(
+                        f"FAIL {arch} {source} {name}: entry not found in the compiled module",
+                        file=out,
+                    )
                     failures += 1
                     continue
                 flag = "ok  " if u.spill_stores == 0 and u.spill_loads == 0 else "SPILL"
@@ -47,11 +50,21 @@ def compile_all(archs: list[str], out=None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m plif_zoo.cuda", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--compile-only", action="store_true", required=True,
-                        help="compile every kernel variant with NVRTC; needs no GPU")
-    parser.add_argument("--arch", action="append", default=None,
-                        help="target like sm_80 (repeatable; default sm_80 and sm_90)")
+    parser = argparse.ArgumentParser(
+        prog="python -m plif_zoo.cuda", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--compile-only",
+        action="store_true",
+        required=True,
+        help="compile every kernel variant with NVRTC; needs no GPU",
+    )
+    parser.add_argument(
+        "--arch",
+        action="append",
+        default=None,
+        help="target like sm_80 (repeatable; default sm_80 and sm_90)",
+    )
     args = parser.parse_args(argv)
     archs = args.arch or ["sm_80", "sm_90"]
     try:

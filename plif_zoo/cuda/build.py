@@ -24,7 +24,11 @@ KERNEL_DIR = Path(__file__).resolve().parent
 CSRC_DIR = KERNEL_DIR.parent / "csrc"  # neuron_math.h, shared with the CPU backend
 SYSTEM_INCLUDE_DIRS = ("/usr/local/cuda/include",)  # the toolkit's usual place, tried last
 # the storage dtypes the kernels are instantiated for, and their names in entry names
-DTYPE_NAMES: dict[torch.dtype, str] = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
+DTYPE_NAMES: dict[torch.dtype, str] = {
+    torch.float32: "f32",
+    torch.float16: "f16",
+    torch.bfloat16: "bf16",
+}
 
 # source file -> (kind, variant) pairs; each pair exists once per dtype.
 _ENTRIES: dict[str, tuple[tuple[str, str], ...]] = {
@@ -66,8 +70,11 @@ def cuda_include_dir() -> str:
     """The folder holding cuda_fp16.h / cuda_bf16.h: $CUDA_PATH or $CUDA_HOME when set (the
     user's choice wins, e.g. CUDA 12 headers for NVRTC 12), else the pip wheel, else
     SYSTEM_INCLUDE_DIRS."""
-    candidates = [os.path.join(os.environ[var], "include")
-                  for var in ("CUDA_PATH", "CUDA_HOME") if os.environ.get(var)]
+    candidates = [
+        os.path.join(os.environ[var], "include")
+        for var in ("CUDA_PATH", "CUDA_HOME")
+        if os.environ.get(var)
+    ]
     try:
         from cuda.pathfinder import find_nvidia_header_directory
 
@@ -146,7 +153,7 @@ def _check(result, what: str):
 
 
 def nvrtc_version() -> str:
-    """"13.0" and so on; a RuntimeError naming the package when libnvrtc cannot be loaded."""
+    """ "13.0" and so on; a RuntimeError naming the package when libnvrtc cannot be loaded."""
     nvrtc = _nvrtc()
     try:
         major, minor = _check(nvrtc.nvrtcVersion(), "nvrtcVersion")
@@ -259,7 +266,9 @@ def parse_ptxas_log(log: str) -> dict[str, Usage]:
         if m:
             current, frame = m.group(1), (0, 0, 0)
             continue
-        m = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", line)
+        m = re.search(
+            r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", line
+        )
         if m and current:
             frame = tuple(int(g) for g in m.groups())
             continue
@@ -292,5 +301,3 @@ def cached_cubin(source: str, arch: str) -> Path:
                 f"to a writable folder"
             ) from err
     return path
-
-

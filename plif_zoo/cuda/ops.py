@@ -80,10 +80,18 @@ def _aligned(bytes_: int, *tensors: torch.Tensor | None) -> bool:
     return all(t is None or t.data_ptr() % bytes_ == 0 for t in tensors)
 
 
-def _neuron_scalars(v_threshold, v_reset, alpha, sg_id, hard, decay_input, detach_reset, store_v_seq) -> tuple:
+def _neuron_scalars(
+    v_threshold, v_reset, alpha, sg_id, hard, decay_input, detach_reset, store_v_seq
+) -> tuple:
     return (
-        np.float32(v_threshold), np.float32(v_reset), np.float32(alpha), np.int32(sg_id),
-        np.int32(hard), np.int32(decay_input), np.int32(detach_reset), np.int32(store_v_seq),
+        np.float32(v_threshold),
+        np.float32(v_reset),
+        np.float32(alpha),
+        np.int32(sg_id),
+        np.int32(hard),
+        np.int32(decay_input),
+        np.int32(detach_reset),
+        np.int32(store_v_seq),
     )
 
 
@@ -102,9 +110,18 @@ def _vec(neurons: int, dtype: torch.dtype, stored: list, state: list) -> int:
 
 @torch.library.custom_op("plif_zoo::cupy_neuron_forward", mutates_args=())
 def neuron_forward(
-    x: torch.Tensor, v_init: torch.Tensor, k: torch.Tensor, v_threshold: float, v_reset: float,
-    alpha: float, sg_id: int, hard: bool, decay_input: bool, detach_reset: bool,
-    store_v_seq: bool, keep_h: bool,
+    x: torch.Tensor,
+    v_init: torch.Tensor,
+    k: torch.Tensor,
+    v_threshold: float,
+    v_reset: float,
+    alpha: float,
+    sg_id: int,
+    hard: bool,
+    decay_input: bool,
+    detach_reset: bool,
+    store_v_seq: bool,
+    keep_h: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """x: [T, N, *] -> (s [T, N, *] in x's dtype, v [N, *] or v_seq [T, N, *] float32,
     H [T, N, *] float32 for the backward when ``keep_h``, else an empty tensor)."""
@@ -114,32 +131,72 @@ def neuron_forward(
     k32 = k.to(device=x.device, dtype=torch.float32).reshape(()).contiguous()
     s_seq = torch.empty_like(x)
     h_seq = torch.empty(x.shape, device=x.device, dtype=torch.float32) if keep_h else None
-    v_out = torch.empty(x.shape if store_v_seq else x.shape[1:], device=x.device, dtype=torch.float32)
+    v_out = torch.empty(
+        x.shape if store_v_seq else x.shape[1:], device=x.device, dtype=torch.float32
+    )
     vec = _vec(neurons, x.dtype, [x, s_seq], [v0, h_seq, v_out])
     _launch(
-        x.device, "neuron.cu", build.entry_name("neuron_forward", build.DTYPE_NAMES[x.dtype], f"v{vec}"),
-        math.ceil(neurons // vec / NEURON_BLOCK), NEURON_BLOCK,
-        (_ptr(x), _ptr(v0), _ptr(k32), _ptr(s_seq), _ptr(h_seq), _ptr(v_out), np.int64(neurons),
-         np.int32(steps), *_neuron_scalars(v_threshold, v_reset, alpha, sg_id, hard, decay_input,
-                                           detach_reset, store_v_seq)),
+        x.device,
+        "neuron.cu",
+        build.entry_name("neuron_forward", build.DTYPE_NAMES[x.dtype], f"v{vec}"),
+        math.ceil(neurons // vec / NEURON_BLOCK),
+        NEURON_BLOCK,
+        (
+            _ptr(x),
+            _ptr(v0),
+            _ptr(k32),
+            _ptr(s_seq),
+            _ptr(h_seq),
+            _ptr(v_out),
+            np.int64(neurons),
+            np.int32(steps),
+            *_neuron_scalars(
+                v_threshold, v_reset, alpha, sg_id, hard, decay_input, detach_reset, store_v_seq
+            ),
+        ),
     )
     return s_seq, v_out, (h_seq if keep_h else x.new_empty(0, dtype=torch.float32))
 
 
 @neuron_forward.register_fake
-def _(x, v_init, k, v_threshold, v_reset, alpha, sg_id, hard, decay_input, detach_reset,
-      store_v_seq, keep_h):
+def _(
+    x,
+    v_init,
+    k,
+    v_threshold,
+    v_reset,
+    alpha,
+    sg_id,
+    hard,
+    decay_input,
+    detach_reset,
+    store_v_seq,
+    keep_h,
+):
     f32 = torch.float32
     v_out = x.new_empty(x.shape if store_v_seq else x.shape[1:], dtype=f32)
-    return torch.empty_like(x, memory_format=torch.contiguous_format), v_out, x.new_empty(
-        x.shape if keep_h else (0,), dtype=f32)
+    return (
+        torch.empty_like(x, memory_format=torch.contiguous_format),
+        v_out,
+        x.new_empty(x.shape if keep_h else (0,), dtype=f32),
+    )
 
 
 @torch.library.custom_op("plif_zoo::cupy_neuron_backward", mutates_args=())
 def neuron_backward(
-    grad_s: torch.Tensor | None, grad_v: torch.Tensor | None, h_seq: torch.Tensor,
-    v_init: torch.Tensor, k: torch.Tensor, x_dtype: torch.dtype, v_threshold: float,
-    v_reset: float, alpha: float, sg_id: int, hard: bool, decay_input: bool, detach_reset: bool,
+    grad_s: torch.Tensor | None,
+    grad_v: torch.Tensor | None,
+    h_seq: torch.Tensor,
+    v_init: torch.Tensor,
+    k: torch.Tensor,
+    x_dtype: torch.dtype,
+    v_threshold: float,
+    v_reset: float,
+    alpha: float,
+    sg_id: int,
+    hard: bool,
+    decay_input: bool,
+    detach_reset: bool,
     store_v_seq: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """-> (dL/dx [T, N, *] in x_dtype, dL/dv_init float32, dL/dk 0-dim float32)."""
@@ -154,23 +211,46 @@ def neuron_backward(
     grid = math.ceil(neurons // vec / NEURON_BLOCK)
     partials = torch.empty(grid, device=h_seq.device, dtype=torch.float32)
     _launch(
-        h_seq.device, "neuron.cu",
-        build.entry_name("neuron_backward", build.DTYPE_NAMES[x_dtype], f"v{vec}"), grid, NEURON_BLOCK,
-        (_ptr(gs), _ptr(gv), _ptr(h_seq), _ptr(v0), _ptr(k32), _ptr(grad_x), _ptr(grad_v0),
-         _ptr(partials), np.int64(neurons), np.int32(steps),
-         *_neuron_scalars(v_threshold, v_reset, alpha, sg_id, hard, decay_input, detach_reset,
-                          store_v_seq)),
+        h_seq.device,
+        "neuron.cu",
+        build.entry_name("neuron_backward", build.DTYPE_NAMES[x_dtype], f"v{vec}"),
+        grid,
+        NEURON_BLOCK,
+        (
+            _ptr(gs),
+            _ptr(gv),
+            _ptr(h_seq),
+            _ptr(v0),
+            _ptr(k32),
+            _ptr(grad_x),
+            _ptr(grad_v0),
+            _ptr(partials),
+            np.int64(neurons),
+            np.int32(steps),
+            *_neuron_scalars(
+                v_threshold, v_reset, alpha, sg_id, hard, decay_input, detach_reset, store_v_seq
+            ),
+        ),
     )
     total = torch.empty((), device=h_seq.device, dtype=torch.float32)
-    _launch(h_seq.device, "neuron.cu", "sum_partials", 1, REDUCE_BLOCK,
-            (_ptr(partials), np.int64(grid), _ptr(total)))
+    _launch(
+        h_seq.device,
+        "neuron.cu",
+        "sum_partials",
+        1,
+        REDUCE_BLOCK,
+        (_ptr(partials), np.int64(grid), _ptr(total)),
+    )
     return grad_x, grad_v0, total
 
 
 @neuron_backward.register_fake
 def _(grad_s, grad_v, h_seq, v_init, k, x_dtype, *scalars):
-    return h_seq.new_empty(h_seq.shape, dtype=x_dtype), v_init.new_empty(v_init.shape, dtype=torch.float32), \
-        h_seq.new_empty(())
+    return (
+        h_seq.new_empty(h_seq.shape, dtype=x_dtype),
+        v_init.new_empty(v_init.shape, dtype=torch.float32),
+        h_seq.new_empty(()),
+    )
 
 
 def _setup_neuron(ctx, inputs, output):
@@ -182,8 +262,12 @@ def _setup_neuron(ctx, inputs, output):
 def _neuron_grad(ctx, grad_s, grad_v, grad_h):
     h_seq, v_init, k = ctx.saved_tensors
     if h_seq.numel() == 0 and v_init.numel() != 0:
-        raise RuntimeError("cupy_neuron_forward ran with keep_h=False; it has no H to go back through")
-    grad_x, grad_v0, grad_k = neuron_backward(grad_s, grad_v, h_seq, v_init, k, ctx.x_dtype, *ctx.scalars)
+        raise RuntimeError(
+            "cupy_neuron_forward ran with keep_h=False; it has no H to go back through"
+        )
+    grad_x, grad_v0, grad_k = neuron_backward(
+        grad_s, grad_v, h_seq, v_init, k, ctx.x_dtype, *ctx.scalars
+    )
     return grad_x, grad_v0.to(ctx.v_dtype), grad_k.to(k.dtype).reshape(k.shape), *([None] * 9)
 
 
@@ -195,10 +279,22 @@ def neuron(x_seq, v_init, k, cfg, spec: tuple[int, float]):
     -> (s [T, N, *], v [N, *] or v_seq [T, N, *])."""
     sg_id, alpha = spec
     hard = cfg.v_reset is not None
-    keep_h = torch.is_grad_enabled() and (x_seq.requires_grad or v_init.requires_grad or k.requires_grad)
+    keep_h = torch.is_grad_enabled() and (
+        x_seq.requires_grad or v_init.requires_grad or k.requires_grad
+    )
     s, v, _ = neuron_forward(
-        x_seq, v_init, k, float(cfg.v_threshold), float(cfg.v_reset) if hard else 0.0, float(alpha),
-        int(sg_id), hard, bool(cfg.decay_input), bool(cfg.detach_reset), bool(cfg.store_v_seq), keep_h,
+        x_seq,
+        v_init,
+        k,
+        float(cfg.v_threshold),
+        float(cfg.v_reset) if hard else 0.0,
+        float(alpha),
+        int(sg_id),
+        hard,
+        bool(cfg.decay_input),
+        bool(cfg.detach_reset),
+        bool(cfg.store_v_seq),
+        keep_h,
     )
     return s, v
 
@@ -222,7 +318,9 @@ def _(x, kh, kw):
 
 
 @torch.library.custom_op("plif_zoo::cupy_max_pool_backward", mutates_args=())
-def pool_backward(grad_y: torch.Tensor, arg: torch.Tensor, x_shape: list[int], kh: int, kw: int) -> torch.Tensor:
+def pool_backward(
+    grad_y: torch.Tensor, arg: torch.Tensor, x_shape: list[int], kh: int, kw: int
+) -> torch.Tensor:
     """dL/dy and the forward's window positions -> dL/dx of shape ``x_shape``."""
     gy = grad_y.contiguous()
     H, W = x_shape[-2:]
@@ -256,16 +354,29 @@ def max_pool(x_seq: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
     return pool_forward(x_seq, *kernel)[0]
 
 
-def _launch_pool(kind: str, x: torch.Tensor, pointers: tuple, outputs: int, kernel: tuple[int, int]) -> None:
+def _launch_pool(
+    kind: str, x: torch.Tensor, pointers: tuple, outputs: int, kernel: tuple[int, int]
+) -> None:
     """Launch max_pool_{kind} for input-shaped tensor x ([..., H, W]) over `outputs` windows."""
     kh, kw = kernel
     H, W = x.shape[-2:]
     variant = "k2" if _pool_k2(kernel, W, x) else "any"
     _launch(
-        x.device, "max_pool.cu", build.entry_name(f"max_pool_{kind}", build.DTYPE_NAMES[x.dtype], variant),
-        _pool_grid(outputs), POOL_BLOCK,
-        (*map(_ptr, pointers), np.int64(outputs), np.int32(H), np.int32(W),
-         np.int32(H // kh), np.int32(W // kw), np.int32(kh), np.int32(kw)),
+        x.device,
+        "max_pool.cu",
+        build.entry_name(f"max_pool_{kind}", build.DTYPE_NAMES[x.dtype], variant),
+        _pool_grid(outputs),
+        POOL_BLOCK,
+        (
+            *map(_ptr, pointers),
+            np.int64(outputs),
+            np.int32(H),
+            np.int32(W),
+            np.int32(H // kh),
+            np.int32(W // kw),
+            np.int32(kh),
+            np.int32(kw),
+        ),
     )
 
 

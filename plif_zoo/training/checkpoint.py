@@ -28,7 +28,15 @@ from .config import RUNTIME_KEYS, TrainConfig
 from .run_lock import disk_errors
 from .state import RunState
 
-__all__ = ["CHECKPOINT", "CHECKSUMS", "load_checkpoint", "check_resume", "save_checkpoint", "restore_checkpoint", "rng_state"]
+__all__ = [
+    "CHECKPOINT",
+    "CHECKSUMS",
+    "load_checkpoint",
+    "check_resume",
+    "save_checkpoint",
+    "restore_checkpoint",
+    "rng_state",
+]
 
 CHECKPOINT = "checkpoint.pt"
 CHECKSUMS = CHECKPOINT + ".sha256"  # sha256sum lines of the accepted checkpoint.pt contents
@@ -66,10 +74,14 @@ def _recorded(sums: Path) -> list[str] | None:
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{sums} cannot be read ({err}); delete it to resume without the check") from err
+        raise CheckpointError(
+            f"{sums} cannot be read ({err}); delete it to resume without the check"
+        ) from err
     digests = [line.split()[0].lower() for line in text.splitlines() if line.strip()]
     if not digests or any(len(d) != 64 or set(d) - set("0123456789abcdef") for d in digests):
-        raise CheckpointError(f"{sums} is not a sha256 record of {CHECKPOINT}; delete it to resume without the check")
+        raise CheckpointError(
+            f"{sums} is not a sha256 record of {CHECKPOINT}; delete it to resume without the check"
+        )
     return digests
 
 
@@ -88,9 +100,13 @@ def _check_zip_crc(f: BinaryIO, path: Path) -> None:
         with zipfile.ZipFile(f) as z:
             bad = z.testzip()
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
-        raise CheckpointError(f"{path} is damaged or truncated ({err}); restore it or start a new --out") from err
+        raise CheckpointError(
+            f"{path} is damaged or truncated ({err}); restore it or start a new --out"
+        ) from err
     if bad is not None:
-        raise CheckpointError(f"{path} is damaged: entry {bad} fails its CRC; restore it or start a new --out")
+        raise CheckpointError(
+            f"{path} is damaged: entry {bad} fails its CRC; restore it or start a new --out"
+        )
     f.seek(0)
 
 
@@ -128,12 +144,16 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
                 continue
             try:
                 return torch.load(f, map_location="cpu", weights_only=True)
-            except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError ... on bad bytes
+            except (
+                Exception
+            ) as err:  # torch raises RuntimeError, UnpicklingError, EOFError ... on bad bytes
                 first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                 raise CheckpointError(
                     f"{path} cannot be loaded as a checkpoint ({first}); restore it or start a new --out"
                 ) from err
-    raise CheckpointError(f"{path} kept changing while it was read; stop the training that writes it first")
+    raise CheckpointError(
+        f"{path} kept changing while it was read; stop the training that writes it first"
+    )
 
 
 def check_resume(cfg: TrainConfig, out: Path, resume: bool) -> dict[str, Any] | None:
@@ -144,18 +164,30 @@ def check_resume(cfg: TrainConfig, out: Path, resume: bool) -> dict[str, Any] | 
     """
     if not resume:
         if (out / CHECKPOINT).exists():
-            raise ValueError(f"{out} already holds a run ({CHECKPOINT}); pass --resume to continue it or choose another --out")
+            raise ValueError(
+                f"{out} already holds a run ({CHECKPOINT}); pass --resume to continue it or choose another --out"
+            )
         return None
     ckpt = load_checkpoint(out / CHECKPOINT)
     stored = ckpt["config"]
-    changed = {k for k, v in dataclasses.asdict(cfg).items() if k not in RUNTIME_KEYS and stored.get(k) != v}
+    changed = {
+        k
+        for k, v in dataclasses.asdict(cfg).items()
+        if k not in RUNTIME_KEYS and stored.get(k) != v
+    }
     if changed:
-        diffs = ", ".join(f"{k}: checkpoint {stored.get(k)!r} vs now {getattr(cfg, k)!r}" for k in sorted(changed))
-        raise ValueError(f"--resume with a different recipe ({diffs}); resume with the same settings or start a new --out")
+        diffs = ", ".join(
+            f"{k}: checkpoint {stored.get(k)!r} vs now {getattr(cfg, k)!r}" for k in sorted(changed)
+        )
+        raise ValueError(
+            f"--resume with a different recipe ({diffs}); resume with the same settings or start a new --out"
+        )
     return ckpt
 
 
-def save_checkpoint(path: Path, cfg: TrainConfig, state: RunState, parts: dict[str, Any], rng: list[dict]) -> None:
+def save_checkpoint(
+    path: Path, cfg: TrainConfig, state: RunState, parts: dict[str, Any], rng: list[dict]
+) -> None:
     """Write ``path`` atomically with its sha256 record. ``parts``: model, optimizer, scheduler,
     scaler (their ``state_dict()`` is stored); ``rng``: every rank's :func:`rng_state`, in rank order.
 
@@ -192,7 +224,9 @@ def _sha256_lines(digests: list[str]) -> str:
     return "".join(f"{d}  {CHECKPOINT}\n" for d in dict.fromkeys(digests))
 
 
-def restore_checkpoint(ckpt: dict[str, Any], parts: dict[str, Any], rank: int, device: torch.device) -> RunState:
+def restore_checkpoint(
+    ckpt: dict[str, Any], parts: dict[str, Any], rank: int, device: torch.device
+) -> RunState:
     """Load ``parts`` and this rank's RNG state from ``ckpt``; its RunState."""
     for name, part in parts.items():
         if name == "scaler" and name not in ckpt:  # written before the GradScaler was stored

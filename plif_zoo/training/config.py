@@ -16,7 +16,14 @@ from typing import Any
 from .. import data as data_mod
 from ..registry import model_info
 
-__all__ = ["TrainConfig", "load_config", "check_config", "resolve_config", "dataset_of", "CONFIG_DIR"]
+__all__ = [
+    "TrainConfig",
+    "load_config",
+    "check_config",
+    "resolve_config",
+    "dataset_of",
+    "CONFIG_DIR",
+]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent.parent / "configs"
 
@@ -26,9 +33,13 @@ class TrainConfig:
     """Everything that defines a training run. Defaults are the paper's recipe."""
 
     model: str  # registry id, e.g. "fashion-mnist-plif"
-    dataset: str | None = None  # a key of plif_zoo.data.DATASETS or "imagefolder"; None: from the model id
+    dataset: str | None = (
+        None  # a key of plif_zoo.data.DATASETS or "imagefolder"; None: from the model id
+    )
     data_dir: str | None = None
-    download: bool = False  # MNIST / Fashion-MNIST / CIFAR-10: torchvision's downloader into data_dir
+    download: bool = (
+        False  # MNIST / Fashion-MNIST / CIFAR-10: torchvision's downloader into data_dir
+    )
     out: str | None = None  # run folder; None: runs/{model}
     epochs: int = 1024  # the authors' runs
     batch_size: int = 16
@@ -45,9 +56,13 @@ class TrainConfig:
     max_train_samples: int | None = None  # a seeded random subset of the training split
     max_eval_samples: int | None = None  # N evenly spaced samples of validation and of test
     eval_batch_size: int = 64
-    checkpoint_every: int = 0  # also checkpoint every N training steps inside an epoch (0: per epoch only)
+    checkpoint_every: int = (
+        0  # also checkpoint every N training steps inside an epoch (0: per epoch only)
+    )
     device: str = "auto"  # auto: cuda when available
-    amp: bool = False  # autocast: bfloat16 on CPU, float16 + GradScaler on CUDA (evaluation stays fp32)
+    amp: bool = (
+        False  # autocast: bfloat16 on CPU, float16 + GradScaler on CUDA (evaluation stays fp32)
+    )
     threads: int | None = None  # torch.set_num_threads
     num_workers: int = 0  # DataLoader workers
     backend: str = "auto"  # neuron / pooling backend
@@ -59,8 +74,17 @@ class TrainConfig:
 
 # Values that may change when a run is resumed; the rest must match the checkpoint.
 RUNTIME_KEYS = {
-    "epochs", "data_dir", "download", "out", "device", "threads", "num_workers",
-    "checkpoint_every", "eval_batch_size", "backend", "pretrained",
+    "epochs",
+    "data_dir",
+    "download",
+    "out",
+    "device",
+    "threads",
+    "num_workers",
+    "checkpoint_every",
+    "eval_batch_size",
+    "backend",
+    "pretrained",
 }
 
 
@@ -105,9 +129,17 @@ def _is_number(v: Any) -> bool:
 
 # (name, smallest allowed value, may be None): integers of the recipe and of the runtime
 _INTS = (
-    ("epochs", 1, False), ("batch_size", 1, False), ("t_max", 1, False), ("eval_batch_size", 1, False),
-    ("checkpoint_every", 0, False), ("num_workers", 0, False), ("T", 1, True), ("num_classes", 1, True),
-    ("max_train_samples", 1, True), ("max_eval_samples", 1, True), ("threads", 1, True),
+    ("epochs", 1, False),
+    ("batch_size", 1, False),
+    ("t_max", 1, False),
+    ("eval_batch_size", 1, False),
+    ("checkpoint_every", 0, False),
+    ("num_workers", 0, False),
+    ("T", 1, True),
+    ("num_classes", 1, True),
+    ("max_train_samples", 1, True),
+    ("max_eval_samples", 1, True),
+    ("threads", 1, True),
 )
 
 
@@ -133,7 +165,9 @@ def check_config(cfg: TrainConfig) -> None:
     if cfg.image_shape is not None and (
         len(cfg.image_shape) != 3 or not all(_is_int(d) and d >= 1 for d in cfg.image_shape)
     ):
-        raise ValueError(f"image_shape must be [C, H, W] of positive integers, got {cfg.image_shape!r}")
+        raise ValueError(
+            f"image_shape must be [C, H, W] of positive integers, got {cfg.image_shape!r}"
+        )
     if not isinstance(cfg.model_kwargs, dict):
         raise ValueError(f"model_kwargs must be a mapping, got {cfg.model_kwargs!r}")
 
@@ -159,7 +193,9 @@ def dataset_of(model_id: str) -> str:
         return model_info(model_id).dataset
     except (KeyError, ValueError, TypeError):
         pass
-    matches = [name for name in data_mod.DATASETS if model_id == name or model_id.startswith(name + "-")]
+    matches = [
+        name for name in data_mod.DATASETS if model_id == name or model_id.startswith(name + "-")
+    ]
     if not matches:
         raise ValueError(
             f"cannot tell which dataset model {model_id!r} belongs to; set `dataset:` in its config "

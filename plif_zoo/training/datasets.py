@@ -18,7 +18,15 @@ from .. import data as data_mod
 from .config import TrainConfig, dataset_of
 from .runtime import Dist
 
-__all__ = ["training_datasets", "eval_slice", "subset", "model_input_shape", "eval_loader", "num_classes_of", "check_num_classes"]
+__all__ = [
+    "training_datasets",
+    "eval_slice",
+    "subset",
+    "model_input_shape",
+    "eval_loader",
+    "num_classes_of",
+    "check_num_classes",
+]
 
 
 def training_datasets(cfg: TrainConfig, model: nn.Module | None = None) -> dict[str, Dataset]:
@@ -26,10 +34,14 @@ def training_datasets(cfg: TrainConfig, model: nn.Module | None = None) -> dict[
     image_shape = tuple(cfg.image_shape) if cfg.image_shape else None
     if cfg.dataset == "imagefolder" and image_shape is None:
         image_shape = model_input_shape(cfg.model, model)
-    kw = dict(data_dir=cfg.data_dir, T=_frames(cfg, model), image_shape=image_shape, download=cfg.download)
+    kw = dict(
+        data_dir=cfg.data_dir, T=_frames(cfg, model), image_shape=image_shape, download=cfg.download
+    )
     if cfg.val_fraction > 0:
         sets = {
-            "train": data_mod.get_dataset(cfg.dataset, "train", val_fraction=cfg.val_fraction, **kw),
+            "train": data_mod.get_dataset(
+                cfg.dataset, "train", val_fraction=cfg.val_fraction, **kw
+            ),
             "val": data_mod.get_dataset(cfg.dataset, "val", val_fraction=cfg.val_fraction, **kw),
         }
     else:
@@ -37,10 +49,16 @@ def training_datasets(cfg: TrainConfig, model: nn.Module | None = None) -> dict[
     sets["test"] = data_mod.get_dataset(cfg.dataset, "test", **kw)
     if cfg.max_train_samples is not None and cfg.max_train_samples < len(sets["train"]):
         g = torch.Generator().manual_seed(cfg.seed)
-        keep = torch.randperm(len(sets["train"]), generator=g)[: cfg.max_train_samples].sort().values
+        keep = (
+            torch.randperm(len(sets["train"]), generator=g)[: cfg.max_train_samples].sort().values
+        )
         sets["train"] = subset(sets["train"], keep.tolist())
     for name in ("val", "test"):
-        if name in sets and cfg.max_eval_samples is not None and cfg.max_eval_samples < len(sets[name]):
+        if (
+            name in sets
+            and cfg.max_eval_samples is not None
+            and cfg.max_eval_samples < len(sets[name])
+        ):
             sets[name] = subset(sets[name], eval_slice(len(sets[name]), cfg.max_eval_samples))
     return sets
 
@@ -76,12 +94,19 @@ def model_input_shape(model_id: str | None, model: nn.Module | None) -> tuple[in
         raise ValueError(f"{err}; for imagefolder data also pass image_shape [C, H, W]") from None
 
 
-def eval_loader(ds: Dataset, batch_size: int, dist_info: Dist, num_workers: int, pin: bool) -> DataLoader:
+def eval_loader(
+    ds: Dataset, batch_size: int, dist_info: Dist, num_workers: int, pin: bool
+) -> DataLoader:
     """This rank's strided shard of ``ds`` in order, no padding (shards add up to ``ds``)."""
     indices = list(range(dist_info.rank, len(ds), dist_info.world))
     batches = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
-    return DataLoader(ds, batch_sampler=batches, num_workers=num_workers, pin_memory=pin,
-                      generator=torch.Generator().manual_seed(0))  # leaves the global RNG alone
+    return DataLoader(
+        ds,
+        batch_sampler=batches,
+        num_workers=num_workers,
+        pin_memory=pin,
+        generator=torch.Generator().manual_seed(0),
+    )  # leaves the global RNG alone
 
 
 def num_classes_of(cfg: TrainConfig) -> int:
@@ -89,10 +114,14 @@ def num_classes_of(cfg: TrainConfig) -> int:
     if cfg.dataset == "imagefolder":
         root = Path(cfg.data_dir or ".") / "train"
         if not root.is_dir():
-            raise data_mod.DatasetNotFoundError(f"imagefolder: {root} not found; data_dir must hold train/ and test/")
+            raise data_mod.DatasetNotFoundError(
+                f"imagefolder: {root} not found; data_dir must hold train/ and test/"
+            )
         return len(data_mod.imagefolder_classes(root.parent))
     if cfg.dataset not in data_mod.DATASETS:
-        raise ValueError(f"unknown dataset {cfg.dataset!r}; choose one of {', '.join(data_mod.DATASETS)} or imagefolder")
+        raise ValueError(
+            f"unknown dataset {cfg.dataset!r}; choose one of {', '.join(data_mod.DATASETS)} or imagefolder"
+        )
     return data_mod.DATASETS[cfg.dataset].num_classes
 
 
@@ -105,5 +134,7 @@ def check_num_classes(cfg: TrainConfig) -> int:
             where = f"{root} has {found} class folders ({', '.join(data_mod.imagefolder_classes(root.parent))})"
         else:
             where = f"{cfg.dataset} has {found} classes"
-        raise ValueError(f"num_classes is {cfg.num_classes} but {where}; pass --num-classes {found}")
+        raise ValueError(
+            f"num_classes is {cfg.num_classes} but {where}; pass --num-classes {found}"
+        )
     return found

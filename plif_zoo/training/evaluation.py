@@ -46,12 +46,19 @@ class SpikeCounter:
         # spikes), the output size and the layer's geometry together.
         self.synops = 0.0
         self.macs = 0.0
-        self._handles = [m.register_forward_hook(self._synapse_hook)
-                         for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        self._handles = [
+            m.register_forward_hook(self._synapse_hook)
+            for m in model.modules()
+            if isinstance(m, (nn.Conv2d, nn.Linear))
+        ]
 
     def _totals(self, i: int) -> dict[str, float]:
         layers = self._monitor.monitored_layers
-        return {name: float(sum(r[i] for r in self._monitor[name])) for name in layers if self._monitor[name]}
+        return {
+            name: float(sum(r[i] for r in self._monitor[name]))
+            for name in layers
+            if self._monitor[name]
+        }
 
     @property
     def spikes(self) -> dict[str, float]:
@@ -76,11 +83,15 @@ class SpikeCounter:
         if x.dim() == 5:  # [T, N, C, H, W] multi-step input
             x = x.flatten(0, 1)
         if not binary:
-            self.macs += out.numel() * module.in_channels // module.groups * math.prod(module.kernel_size)
+            self.macs += (
+                out.numel() * module.in_channels // module.groups * math.prod(module.kernel_size)
+            )
             return
         mask = (x != 0).float().sum(1, keepdim=True)
         ones = torch.ones(1, 1, *module.kernel_size, dtype=mask.dtype, device=mask.device)
-        reach = F.conv2d(mask, ones, stride=module.stride, padding=module.padding, dilation=module.dilation)
+        reach = F.conv2d(
+            mask, ones, stride=module.stride, padding=module.padding, dilation=module.dilation
+        )
         self.synops += reach.sum().item() * module.out_channels // module.groups
 
     def close(self) -> None:
@@ -89,8 +100,15 @@ class SpikeCounter:
             h.remove()
 
 
-def run_eval(model: nn.Module, loader: DataLoader, num_classes: int, device: torch.device, amp: bool,
-             dist_info: Dist, counter: SpikeCounter | None = None) -> dict[str, Any]:
+def run_eval(
+    model: nn.Module,
+    loader: DataLoader,
+    num_classes: int,
+    device: torch.device,
+    amp: bool,
+    dist_info: Dist,
+    counter: SpikeCounter | None = None,
+) -> dict[str, Any]:
     """Top-1, loss (MSE per class, as in training), samples and images/s over every rank's shard."""
     model.eval()
     tally = Tally()
@@ -101,7 +119,10 @@ def run_eval(model: nn.Module, loader: DataLoader, num_classes: int, device: tor
             with autocast(device, amp):
                 rates = model(x)
             rates = rates.float()
-            loss = F.mse_loss(rates, F.one_hot(y, num_classes).float(), reduction="sum").item() / num_classes
+            loss = (
+                F.mse_loss(rates, F.one_hot(y, num_classes).float(), reduction="sum").item()
+                / num_classes
+            )
             tally.add(loss, (rates.argmax(1) == y).sum().item(), len(y))
             reset(model)
     elapsed = time.perf_counter() - start
@@ -109,8 +130,12 @@ def run_eval(model: nn.Module, loader: DataLoader, num_classes: int, device: tor
     seen = tally.seen
     if seen == 0:
         raise ValueError("the evaluation set is empty")
-    result = {"top1": tally.correct / seen, "loss": tally.loss_sum / seen, "samples": int(seen),
-              "images_per_s": seen / elapsed}
+    result = {
+        "top1": tally.correct / seen,
+        "loss": tally.loss_sum / seen,
+        "samples": int(seen),
+        "images_per_s": seen / elapsed,
+    }
     if counter is not None:
         spikes, neurons = counter.spikes, counter.neurons
         result["firing_rates"] = {k: spikes[k] / max(neurons[k], 1) for k in spikes}
@@ -157,11 +182,19 @@ def evaluate(
         if split not in ("test", "val"):
             raise ValueError(f"split must be 'test' or 'val', got {split!r}")
         image_shape = model_input_shape(model_id, model) if name == "imagefolder" else None
-        dataset = data_mod.get_dataset(name, split, data_dir, T=getattr(model, "T", None),
-                                       val_fraction=val_fraction, image_shape=image_shape)
+        dataset = data_mod.get_dataset(
+            name,
+            split,
+            data_dir,
+            T=getattr(model, "T", None),
+            val_fraction=val_fraction,
+            image_shape=image_shape,
+        )
     if max_samples is not None and max_samples < len(dataset):
         dataset = subset(dataset, eval_slice(len(dataset), max_samples))
-    num_classes = getattr(dataset, "num_classes", None) or int(torch.as_tensor(dataset.targets).max()) + 1
+    num_classes = (
+        getattr(dataset, "num_classes", None) or int(torch.as_tensor(dataset.targets).max()) + 1
+    )
     dist_info = Dist()
     dev = resolve_device(device, dist_info)
     model.to(dev)
@@ -182,7 +215,7 @@ def _dataset_name_of_model(model_id: str | None) -> str:
     if model_id is None:
         raise ValueError("cannot tell which dataset this model belongs to; pass dataset=...")
     if model_id.startswith("local-dir:"):
-        dataset = read_config(model_id[len("local-dir:"):]).get("card", {}).get("dataset")
+        dataset = read_config(model_id[len("local-dir:") :]).get("card", {}).get("dataset")
         if dataset:
             return dataset
         raise ValueError(f"{model_id}: its config.json names no dataset; pass dataset=...")

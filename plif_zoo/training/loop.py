@@ -70,7 +70,12 @@ class Run:
 
     def parts(self) -> dict[str, Any]:
         """What a checkpoint stores by ``state_dict()``, under its key."""
-        return {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler, "scaler": self.scaler}
+        return {
+            "model": self.model,
+            "optimizer": self.optimizer,
+            "scheduler": self.scheduler,
+            "scaler": self.scaler,
+        }
 
 
 def _build_model(cfg: TrainConfig, num_classes: int, pretrained: bool) -> nn.Module:
@@ -95,7 +100,9 @@ def _set_train_mode(model: nn.Module, cfg: TrainConfig) -> None:
         model.features.eval()  # frozen features keep their BatchNorm statistics
 
 
-def _build_run(cfg: TrainConfig, model: nn.Module | None, ckpt: dict | None, dist: Dist, device: torch.device) -> Run:
+def _build_run(
+    cfg: TrainConfig, model: nn.Module | None, ckpt: dict | None, dist: Dist, device: torch.device
+) -> Run:
     """Model, data, optimizer, scheduler, scaler; every RNG draw in the order of format-1 runs."""
     # Same initial weights on every rank; dropout masks differ per rank.
     torch.manual_seed(cfg.seed)
@@ -113,12 +120,21 @@ def _build_run(cfg: TrainConfig, model: nn.Module | None, ckpt: dict | None, dis
         _freeze_features(model)
     model.to(device)
     torch.manual_seed(cfg.seed + dist.rank)
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                                 weight_decay=cfg.weight_decay)
-    return Run(cfg=cfg, out=Path(cfg.out), dist=dist, device=device, model=model, optimizer=optimizer,
-               scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.t_max),
-               scaler=torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda"),
-               sets=sets, num_classes=cfg.num_classes or sets["test"].num_classes)
+    optimizer = torch.optim.Adam(
+        [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
+    )
+    return Run(
+        cfg=cfg,
+        out=Path(cfg.out),
+        dist=dist,
+        device=device,
+        model=model,
+        optimizer=optimizer,
+        scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.t_max),
+        scaler=torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda"),
+        sets=sets,
+        num_classes=cfg.num_classes or sets["test"].num_classes,
+    )
 
 
 def _start(run: Run, state: RunState, resumed: bool, progress: bool | None) -> None:
@@ -140,14 +156,19 @@ def _start(run: Run, state: RunState, resumed: bool, progress: bool | None) -> N
             f"{cfg.epochs} epochs, batch {cfg.batch_size} x {dist.world}, lr {cfg.lr}, {run.hardware}",
             flush=True,
         )
-    run.sampler = DistributedSampler(sets["train"], num_replicas=dist.world, rank=dist.rank,
-                                     shuffle=True, seed=cfg.seed)
+    run.sampler = DistributedSampler(
+        sets["train"], num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=cfg.seed
+    )
 
 
 def _check_finite(run: Run, state: RunState) -> None:
     """NonFiniteError when a weight or BatchNorm statistic is NaN / inf: such a model is never
     saved (every rank holds the same weights, so every rank raises)."""
-    bad = [k for k, v in run.model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    bad = [
+        k
+        for k, v in run.model.state_dict().items()
+        if v.is_floating_point() and not torch.isfinite(v).all()
+    ]
     if bad:
         raise NonFiniteError(
             f"the weights became non-finite in epoch {state.epoch + 1} ({', '.join(bad[:3])}"
@@ -178,13 +199,23 @@ class _Meter:
     (``state.wall_s``) without the time spent checkpointing."""
 
     def __init__(self, run: Run, n_steps: int, start_step: int, base: Tally, epoch: int):
-        self.world, self.main, self.n_steps, self.base, self.epoch = run.dist.world, run.dist.main, n_steps, base, epoch
+        self.world, self.main, self.n_steps, self.base, self.epoch = (
+            run.dist.world,
+            run.dist.main,
+            n_steps,
+            base,
+            epoch,
+        )
         self.bar = None
         if run.show:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=n_steps, initial=start_step, desc=f"epoch {epoch + 1}/{run.cfg.epochs}",
-                            dynamic_ncols=True)
+            self.bar = tqdm(
+                total=n_steps,
+                initial=start_step,
+                desc=f"epoch {epoch + 1}/{run.cfg.epochs}",
+                dynamic_ncols=True,
+            )
         self.t0 = self.t_mark = self.t_log = time.perf_counter()
 
     def _img_s(self, local: Tally, now: float) -> float:
@@ -192,15 +223,22 @@ class _Meter:
 
     def update(self, step: int, local: Tally) -> None:
         if self.bar is not None:
-            seen = self.base.seen + local.seen * self.world  # other ranks' counts estimated from ours
+            seen = (
+                self.base.seen + local.seen * self.world
+            )  # other ranks' counts estimated from ours
             self.bar.update(1)
-            self.bar.set_postfix(loss=f"{(self.base.loss_sum + local.loss_sum * self.world) / seen:.4f}",
-                                 acc=f"{(self.base.correct + local.correct * self.world) / seen:.3f}",
-                                 img_s=f"{self._img_s(local, time.perf_counter()):.1f}")
+            self.bar.set_postfix(
+                loss=f"{(self.base.loss_sum + local.loss_sum * self.world) / seen:.4f}",
+                acc=f"{(self.base.correct + local.correct * self.world) / seen:.3f}",
+                img_s=f"{self._img_s(local, time.perf_counter()):.1f}",
+            )
         elif self.main and time.perf_counter() - self.t_log > LOG_EVERY_S:
             self.t_log = time.perf_counter()
-            print(f"epoch {self.epoch + 1} step {step}/{self.n_steps}: loss {local.loss:.4f} "
-                  f"acc {local.top1:.4f} {self._img_s(local, self.t_log):.1f} img/s", flush=True)
+            print(
+                f"epoch {self.epoch + 1} step {step}/{self.n_steps}: loss {local.loss:.4f} "
+                f"acc {local.top1:.4f} {self._img_s(local, self.t_log):.1f} img/s",
+                flush=True,
+            )
 
     def stop_clock(self, state: RunState) -> None:
         state.wall_s += time.perf_counter() - self.t_mark
@@ -210,8 +248,11 @@ class _Meter:
 
     def checkpointed(self, step: int, totals: Tally, local: Tally) -> None:
         if self.main and self.bar is None:
-            print(f"epoch {self.epoch + 1} step {step}/{self.n_steps}: loss {totals.loss:.4f} acc {totals.top1:.4f} "
-                  f"{self._img_s(local, time.perf_counter()):.1f} img/s (checkpoint)", flush=True)
+            print(
+                f"epoch {self.epoch + 1} step {step}/{self.n_steps}: loss {totals.loss:.4f} acc {totals.top1:.4f} "
+                f"{self._img_s(local, time.perf_counter()):.1f} img/s (checkpoint)",
+                flush=True,
+            )
 
     def close(self, state: RunState, local: Tally) -> float:
         """Ends the epoch's clock; its images/s over every rank."""
@@ -245,8 +286,13 @@ def train_one_epoch(run: Run, state: RunState) -> dict[str, float] | None:
     batches = _epoch_batches(run, epoch)
     # Its own generator: a loader drawing its base seed from the global RNG would shift the
     # dropout masks of a run resumed mid-epoch.
-    loader = DataLoader(run.sets["train"], batch_sampler=batches[start_step:], num_workers=cfg.num_workers,
-                        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(cfg.seed + epoch))
+    loader = DataLoader(
+        run.sets["train"],
+        batch_sampler=batches[start_step:],
+        num_workers=cfg.num_workers,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(cfg.seed + epoch),
+    )
     local = Tally()  # this rank's steps since start_step
     _set_train_mode(run.model, cfg)
     meter = _Meter(run, len(batches), start_step, base, epoch)
@@ -255,7 +301,9 @@ def train_one_epoch(run: Run, state: RunState) -> dict[str, float] | None:
         loss, correct = _train_step(run, x, y)
         step += 1
         # One collective for both flags: a stop request, and a loss gone NaN / inf on some rank.
-        interrupt, diverged = (v > 0 for v in all_sum([run.stop.requested, not math.isfinite(loss)], dist, device))
+        interrupt, diverged = (
+            v > 0 for v in all_sum([run.stop.requested, not math.isfinite(loss)], dist, device)
+        )
         if diverged:
             raise NonFiniteError(
                 f"the training loss became {loss if not math.isfinite(loss) else 'non-finite on another rank'} "
@@ -264,7 +312,9 @@ def train_one_epoch(run: Run, state: RunState) -> dict[str, float] | None:
             )
         local.add(loss * len(y), correct, len(y))
         meter.update(step, local)
-        if step < len(batches) and (interrupt or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)):
+        if step < len(batches) and (
+            interrupt or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)
+        ):
             meter.stop_clock(state)
             state.step, state.running = step, base + local.all_reduce(dist, device)
             _save(run, state)
@@ -272,11 +322,18 @@ def train_one_epoch(run: Run, state: RunState) -> dict[str, float] | None:
             meter.checkpointed(step, state.running, local)
             if interrupt:
                 if dist.main:
-                    print(f"stopped at epoch {epoch + 1} step {step}; continue with --resume", flush=True)
+                    print(
+                        f"stopped at epoch {epoch + 1} step {step}; continue with --resume",
+                        flush=True,
+                    )
                 return None
     images_per_s = meter.close(state, local)
     totals = base + local.all_reduce(dist, device)
-    return {"train_loss": totals.loss, "train_top1": totals.top1, "train_images_per_s": images_per_s}
+    return {
+        "train_loss": totals.loss,
+        "train_top1": totals.top1,
+        "train_images_per_s": images_per_s,
+    }
 
 
 def _evaluate_epoch(run: Run) -> dict[str, float]:
@@ -284,12 +341,23 @@ def _evaluate_epoch(run: Run) -> dict[str, float]:
     row: dict[str, float] = {}
     for split in ("val", "test"):
         if split in run.sets:
-            loader = eval_loader(run.sets[split], run.cfg.eval_batch_size, run.dist, run.cfg.num_workers,
-                                 run.device.type == "cuda")
+            loader = eval_loader(
+                run.sets[split],
+                run.cfg.eval_batch_size,
+                run.dist,
+                run.cfg.num_workers,
+                run.device.type == "cuda",
+            )
             # fp32 even with --amp: the card's accuracy must be what `plif-zoo eval` of the
             # stored fp32 weights measures.
             r = run_eval(run.model, loader, run.num_classes, run.device, False, run.dist)
-            row.update({f"{split}_loss": r["loss"], f"{split}_top1": r["top1"], f"{split}_samples": r["samples"]})
+            row.update(
+                {
+                    f"{split}_loss": r["loss"],
+                    f"{split}_top1": r["top1"],
+                    f"{split}_samples": r["samples"],
+                }
+            )
     return row
 
 
@@ -299,7 +367,11 @@ def _update_best(state: RunState, row: dict[str, Any]) -> bool:
     has_val = "val_top1" in row
     improved = has_val and row["val_top1"] > state.best_val
     if improved:
-        state.best_val, state.best_test, state.best_epoch = row["val_top1"], row["test_top1"], row["epoch"]
+        state.best_val, state.best_test, state.best_epoch = (
+            row["val_top1"],
+            row["test_top1"],
+            row["epoch"],
+        )
     prev_a = state.accuracy_a
     row["accuracy_a"] = max(prev_a, row["test_top1"])
     if has_val:
@@ -322,8 +394,15 @@ def _finish_epoch(run: Run, state: RunState, row: dict[str, Any], new_best: bool
         if new_best:
             save_best(run.model, run.out, run.cfg, row, run.hardware, state.wall_s)
         write_summary(run.out, run.cfg, state, run.hardware)
-        msg = " ".join(f"{k} {v:.4f}" for k, v in row.items() if k.endswith(("loss", "top1", "accuracy_a", "accuracy_b")))
-        print(f"epoch {row['epoch']}/{run.cfg.epochs}: {msg} ({row['train_images_per_s']:.1f} img/s)", flush=True)
+        msg = " ".join(
+            f"{k} {v:.4f}"
+            for k, v in row.items()
+            if k.endswith(("loss", "top1", "accuracy_a", "accuracy_b"))
+        )
+        print(
+            f"epoch {row['epoch']}/{run.cfg.epochs}: {msg} ({row['train_images_per_s']:.1f} img/s)",
+            flush=True,
+        )
     _save(run, state)
 
 
@@ -354,8 +433,12 @@ def train(
     device = resolve_device(cfg.device, dist)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    if resume and not (Path(cfg.out) / CHECKPOINT).is_file():  # before the folder is created or locked
-        raise FileNotFoundError(f"no checkpoint at {Path(cfg.out) / CHECKPOINT}; start the run without --resume")
+    if (
+        resume and not (Path(cfg.out) / CHECKPOINT).is_file()
+    ):  # before the folder is created or locked
+        raise FileNotFoundError(
+            f"no checkpoint at {Path(cfg.out) / CHECKPOINT}; start the run without --resume"
+        )
     lock = _take_run_folder(Path(cfg.out), dist, device)  # before any data is read
     try:
         return _train_locked(cfg, model, resume, progress, dist, device)
@@ -380,18 +463,30 @@ def _take_run_folder(out: Path, dist: Dist, device: torch.device) -> RunLock | N
             if lock is not None:
                 lock.release()
     if any_rank(error is not None, dist, device):
-        raise error or RunFolderError(f"rank 0 could not take the run folder {out}; see its message")
+        raise error or RunFolderError(
+            f"rank 0 could not take the run folder {out}; see its message"
+        )
     return lock
 
 
-def _train_locked(cfg: TrainConfig, model: nn.Module | None, resume: bool, progress: bool | None,
-                  dist: Dist, device: torch.device) -> TrainResult:
+def _train_locked(
+    cfg: TrainConfig,
+    model: nn.Module | None,
+    resume: bool,
+    progress: bool | None,
+    dist: Dist,
+    device: torch.device,
+) -> TrainResult:
     """:func:`train` once the run folder is held."""
     ckpt = check_resume(cfg, Path(cfg.out), resume)
 
     # Model, data and optimizer; then the checkpoint's state, or the initial taus (epoch 0).
     run = _build_run(cfg, model, ckpt, dist, device)
-    state = _fresh_state(run) if ckpt is None else restore_checkpoint(ckpt, run.parts(), dist.rank, device)
+    state = (
+        _fresh_state(run)
+        if ckpt is None
+        else restore_checkpoint(ckpt, run.parts(), dist.rank, device)
+    )
     _start(run, state, resumed=ckpt is not None, progress=progress)
     try:
         while state.epoch < cfg.epochs:
@@ -399,7 +494,9 @@ def _train_locked(cfg: TrainConfig, model: nn.Module | None, resume: bool, progr
             # Train one epoch; a stop signal ends the run after a mid-epoch checkpoint.
             train_row = train_one_epoch(run, state)
             if train_row is None:
-                return TrainResult(out=str(run.out), epochs=state.epoch, step=state.step, stopped=True)
+                return TrainResult(
+                    out=str(run.out), epochs=state.epoch, step=state.step, stopped=True
+                )
             run.scheduler.step()
             # Evaluate, keep accuracy-A/B, write the outputs and the checkpoint.
             row = {"epoch": state.epoch + 1, "lr": lr, **train_row, **_evaluate_epoch(run)}
@@ -409,9 +506,16 @@ def _train_locked(cfg: TrainConfig, model: nn.Module | None, resume: bool, progr
         run.stop.close()
         run.writer.close()
     last = state.history[-1] if state.history else {}
-    return TrainResult(out=str(run.out), epochs=state.epoch, accuracy_a=last.get("accuracy_a"),
-                       accuracy_b=last.get("accuracy_b"), best_epoch=last.get("best_epoch"),
-                       history=state.history, taus=state.taus, model=run.model)
+    return TrainResult(
+        out=str(run.out),
+        epochs=state.epoch,
+        accuracy_a=last.get("accuracy_a"),
+        accuracy_b=last.get("accuracy_b"),
+        best_epoch=last.get("best_epoch"),
+        history=state.history,
+        taus=state.taus,
+        model=run.model,
+    )
 
 
 def finetune(
@@ -433,6 +537,12 @@ def finetune(
     """
     overrides.setdefault("pretrained", True)
     return train(
-        model, dataset=dataset, data_dir=str(data_dir), num_classes=num_classes,
-        freeze_features=freeze_features, resume=resume, progress=progress, **overrides,
+        model,
+        dataset=dataset,
+        data_dir=str(data_dir),
+        num_classes=num_classes,
+        freeze_features=freeze_features,
+        resume=resume,
+        progress=progress,
+        **overrides,
     )

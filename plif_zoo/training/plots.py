@@ -16,13 +16,20 @@ def _read_csv(path: Path) -> list[dict[str, float]]:
     """Rows of numbers with an ``epoch`` column; a ValueError naming ``path`` for anything else."""
     try:
         with open(path, newline="") as f:
-            rows = [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+            rows = [
+                {k: float(v) for k, v in row.items() if v not in ("", None)}
+                for row in csv.DictReader(f)
+            ]
     except (ValueError, TypeError, csv.Error) as err:  # UnicodeDecodeError is a ValueError
-        raise ValueError(f"{path} is not a table written by `plif-zoo train` ({err}); "
-                         f"pass the --out folder of a training run") from None
+        raise ValueError(
+            f"{path} is not a table written by `plif-zoo train` ({err}); "
+            f"pass the --out folder of a training run"
+        ) from None
     if not rows or not all("epoch" in r for r in rows):
-        raise ValueError(f"{path} holds no epochs (no rows with an `epoch` column); pass the --out folder "
-                         f"of a `plif-zoo train` run with at least one finished epoch")
+        raise ValueError(
+            f"{path} holds no epochs (no rows with an `epoch` column); pass the --out folder "
+            f"of a `plif-zoo train` run with at least one finished epoch"
+        )
     return rows
 
 
@@ -63,12 +70,31 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
     written = []
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for key, label in (("train_top1", "train"), ("val_top1", "validation"), ("test_top1", "test"),
-                       ("accuracy_a", "accuracy-A (best test)"), ("accuracy_b", "accuracy-B (test at best val)")):
+    for key, label in (
+        ("train_top1", "train"),
+        ("val_top1", "validation"),
+        ("test_top1", "test"),
+        ("accuracy_a", "accuracy-A (best test)"),
+        ("accuracy_b", "accuracy-B (test at best val)"),
+    ):
         if any(key in r for r in rows):
-            ax.plot(epochs, [100 * r.get(key, float("nan")) for r in rows], label=label,
-                    linestyle="--" if key.startswith("accuracy") else "-", marker="." if len(rows) < 30 else None)
-    written.append(_save(plt, fig, ax, "top-1 accuracy (%)", f"{run_dir.name}: accuracy", out_dir / "accuracy.png"))
+            ax.plot(
+                epochs,
+                [100 * r.get(key, float("nan")) for r in rows],
+                label=label,
+                linestyle="--" if key.startswith("accuracy") else "-",
+                marker="." if len(rows) < 30 else None,
+            )
+    written.append(
+        _save(
+            plt,
+            fig,
+            ax,
+            "top-1 accuracy (%)",
+            f"{run_dir.name}: accuracy",
+            out_dir / "accuracy.png",
+        )
+    )
 
     tau_file = run_dir / "tau.csv"
     taus = _read_csv(tau_file) if tau_file.is_file() and tau_file.stat().st_size else []
@@ -76,8 +102,20 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
     if layers:
         fig, ax = plt.subplots(figsize=(6, 4))
         for name in layers:
-            ax.plot([r["epoch"] for r in taus], [r.get(name, float("nan")) for r in taus], label=name,
-                    marker="." if len(taus) < 30 else None)
-        written.append(_save(plt, fig, ax, "membrane time constant tau",
-                             f"{run_dir.name}: tau per PLIF layer (paper Fig. 7)", out_dir / "tau.png"))
+            ax.plot(
+                [r["epoch"] for r in taus],
+                [r.get(name, float("nan")) for r in taus],
+                label=name,
+                marker="." if len(taus) < 30 else None,
+            )
+        written.append(
+            _save(
+                plt,
+                fig,
+                ax,
+                "membrane time constant tau",
+                f"{run_dir.name}: tau per PLIF layer (paper Fig. 7)",
+                out_dir / "tau.png",
+            )
+        )
     return written

@@ -53,12 +53,17 @@ class RunWriter:
 
                 self.tb = SummaryWriter(str(out / "tb"), purge_step=purge_step)
             except ImportError:
-                print("tensorboard is not installed: no TensorBoard events (pip install tensorboard)", file=sys.stderr)
+                print(
+                    "tensorboard is not installed: no TensorBoard events (pip install tensorboard)",
+                    file=sys.stderr,
+                )
 
     def write_config(self, cfg: TrainConfig) -> None:
         if self.enabled:
             with disk_errors("the run's config", self.out / "config.json"):
-                atomic_write(self.out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2))
+                atomic_write(
+                    self.out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2)
+                )
 
     def write_tables(self, history: list[dict], taus: list[dict]) -> None:
         if not self.enabled:
@@ -72,7 +77,11 @@ class RunWriter:
         step = row["epoch"]
         for k, v in row.items():
             if k != "epoch" and isinstance(v, (int, float)) and v == v:
-                self.tb.add_scalar(k.replace("_", "/", 1) if k.startswith(("train_", "val_", "test_")) else k, v, step)
+                self.tb.add_scalar(
+                    k.replace("_", "/", 1) if k.startswith(("train_", "val_", "test_")) else k,
+                    v,
+                    step,
+                )
         for k, v in tau_row.items():
             if k != "epoch":
                 self.tb.add_scalar(f"tau/{k}", v, step)
@@ -125,30 +134,46 @@ def write_summary(out: Path, cfg: TrainConfig, state: RunState, hardware: str) -
         "taus_at_b": next((t for t in state.taus if t["epoch"] == state.best_epoch), None),
         "train_wall_s": state.wall_s,
         "hardware": hardware,
-        "recipe": {k: getattr(cfg, k) for k in ("batch_size", "lr", "t_max", "seed", "T", "amp", "val_fraction", "epochs")},
+        "recipe": {
+            k: getattr(cfg, k)
+            for k in ("batch_size", "lr", "t_max", "seed", "T", "amp", "val_fraction", "epochs")
+        },
     }
     with disk_errors("the summary", out / "summary.json"):
         atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
 
 
-def _card(cfg: TrainConfig, row: dict, hardware: str, wall_s: float, taus: dict[str, float]) -> dict[str, Any]:
+def _card(
+    cfg: TrainConfig, row: dict, hardware: str, wall_s: float, taus: dict[str, float]
+) -> dict[str, Any]:
     """The model-card fields of ``best/`` for the epoch of ``row``."""
-    percent = {"test_top1": row["test_top1"], "val_top1": row.get("val_top1"),
-               "accuracy_a": row["accuracy_a"], "accuracy_b": row.get("accuracy_b")}
+    percent = {
+        "test_top1": row["test_top1"],
+        "val_top1": row.get("val_top1"),
+        "accuracy_a": row["accuracy_a"],
+        "accuracy_b": row.get("accuracy_b"),
+    }
     protocol = (
         f"accuracy-B: model of the epoch with the best validation top-1 ({row.get('val_samples')} images held out "
         f"from the training set, first {cfg.val_fraction:.0%} of each class); test top-1 on {row['test_samples']} test images"
-        if cfg.val_fraction > 0 else
-        f"accuracy-A: best test top-1 during training ({row['test_samples']} test images)"
+        if cfg.val_fraction > 0
+        else f"accuracy-A: best test top-1 during training ({row['test_samples']} test images)"
     )
     card: dict[str, Any] = {
         "dataset": cfg.dataset,
         "metrics": {k: round(100.0 * v, 4) for k, v in percent.items() if v is not None},
         "protocol": protocol,
-        "recipe": {k: v for k, v in dataclasses.asdict(cfg).items()
-                   if k not in ("out", "data_dir", "device", "threads", "num_workers")},
-        "hardware": hardware, "train_wall_time_s": round(wall_s, 1), "best_epoch": row["epoch"],
-        "test_samples": row["test_samples"], "val_samples": row.get("val_samples"), "learned_taus": taus,
+        "recipe": {
+            k: v
+            for k, v in dataclasses.asdict(cfg).items()
+            if k not in ("out", "data_dir", "device", "threads", "num_workers")
+        },
+        "hardware": hardware,
+        "train_wall_time_s": round(wall_s, 1),
+        "best_epoch": row["epoch"],
+        "test_samples": row["test_samples"],
+        "val_samples": row.get("val_samples"),
+        "learned_taus": taus,
     }
     if cfg.model in list_models() and cfg.dataset == dataset_of(cfg.model) and not cfg.pretrained:
         card["model_id"] = cfg.model
@@ -175,7 +200,9 @@ def recover_best(out: Path) -> None:
             shutil.rmtree(leftover)
 
 
-def save_best(model: nn.Module, out: Path, cfg: TrainConfig, row: dict, hardware: str, wall_s: float) -> None:
+def save_best(
+    model: nn.Module, out: Path, cfg: TrainConfig, row: dict, hardware: str, wall_s: float
+) -> None:
     """Replace ``out/best`` with a zoo model folder of ``model``: built in ``best.tmp``, then
     swapped in (the previous one is kept as ``best.old`` until the new one is in place).
 

@@ -44,9 +44,15 @@ def disk_errors(what: str, path: Path, after: str = "") -> Iterator[None]:
     except RunFolderError:
         raise
     except OSError as err:
-        hint = "free some space" if err.errno == errno.ENOSPC else "make it writable or choose another --out"
+        hint = (
+            "free some space"
+            if err.errno == errno.ENOSPC
+            else "make it writable or choose another --out"
+        )
         tail = f"; {after}" if after else ""
-        raise RunFolderError(err.errno, f"cannot write {what} {path}: {_reason(err)}{tail}; {hint}") from err
+        raise RunFolderError(
+            err.errno, f"cannot write {what} {path}: {_reason(err)}{tail}; {hint}"
+        ) from err
 
 
 def check_writable(folder: Path, role: str = "run folder") -> None:
@@ -56,14 +62,17 @@ def check_writable(folder: Path, role: str = "run folder") -> None:
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise RunFolderError(errno.ENOTDIR, f"{role} {folder} is a file, not a folder; choose another path")
+        raise RunFolderError(
+            errno.ENOTDIR, f"{role} {folder} is a file, not a folder; choose another path"
+        )
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = atomic_write(folder / ".plif-zoo-write-test", b"")
         probe.unlink()
     except OSError as err:
         raise RunFolderError(
-            err.errno, f"{role} {folder} is not writable ({_reason(err)}); make it writable or choose another folder"
+            err.errno,
+            f"{role} {folder} is not writable ({_reason(err)}); make it writable or choose another folder",
         ) from err
 
 
@@ -99,7 +108,9 @@ class RunLock:
             # (a new inode per write) cannot be used for this one file.
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
-            raise RunFolderError(err.errno, f"cannot create the lock file {self.path}: {_reason(err)}") from err
+            raise RunFolderError(
+                err.errno, f"cannot create the lock file {self.path}: {_reason(err)}"
+            ) from err
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

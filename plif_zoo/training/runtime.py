@@ -19,8 +19,16 @@ from spikingjelly.activation_based import functional
 from torch import nn
 
 __all__ = [
-    "Dist", "setup_distributed", "resolve_device", "all_sum", "gather", "barrier", "any_rank",
-    "autocast", "reset", "Stop",
+    "Dist",
+    "setup_distributed",
+    "resolve_device",
+    "all_sum",
+    "gather",
+    "barrier",
+    "any_rank",
+    "autocast",
+    "reset",
+    "Stop",
 ]
 
 
@@ -65,7 +73,9 @@ def resolve_device(device: str, dist_info: Dist) -> torch.device:
         device = f"cuda:{dist_info.local_rank}"
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but CUDA is not available here; use --device cpu")
+        raise ValueError(
+            f"device {device!r} asked for, but CUDA is not available here; use --device cpu"
+        )
     return dev
 
 

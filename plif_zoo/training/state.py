@@ -29,7 +29,9 @@ class Tally:
         self.seen += seen
 
     def __add__(self, other: Tally) -> Tally:
-        return Tally(self.loss_sum + other.loss_sum, self.correct + other.correct, self.seen + other.seen)
+        return Tally(
+            self.loss_sum + other.loss_sum, self.correct + other.correct, self.seen + other.seen
+        )
 
     def all_reduce(self, dist_info: Dist, device: torch.device) -> Tally:
         """The sums over every rank (self, single process)."""
