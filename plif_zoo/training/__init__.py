@@ -28,6 +28,7 @@ rank sees its ``DistributedSampler`` shard and only rank 0 writes.
 Modules, each one concern: ``config`` (TrainConfig), ``runtime`` (ranks, device, autocast),
 ``datasets``, ``evaluation``, ``checkpoint``, ``state`` (RunState, Tally, TrainResult),
 ``run_dir`` (CSV, summary, best/), ``run_lock`` (one run per folder, disk errors), ``plots``,
+``build`` (Run: model, data, optimizer; fine-tuning's pretrained load and frozen features),
 ``loop`` (train_one_epoch, train, finetune).
 """
 

@@ -1,40 +1,35 @@
-"""The training loop: build a run, train an epoch, evaluate it, keep accuracy-A/B, write.
+"""The training loop: train an epoch, evaluate it, keep accuracy-A/B, write.
 
 ``train`` reads top to bottom like nanoGPT's loop; the pieces that do not change while a run
-goes (model, optimizer, data, outputs) are held in :class:`Run`, what a checkpoint restores
-in :class:`~plif_zoo.training.state.RunState`.
+goes (model, optimizer, data, outputs) are held in :class:`~plif_zoo.training.build.Run`, what
+a checkpoint restores in :class:`~plif_zoo.training.state.RunState`.
 """
 
 from __future__ import annotations
 
 import math
-import random
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader
 
 from ..errors import NonFiniteError, RunFolderError
-from ..factory import create_model, load
+from .build import Run, build_run, set_train_mode, start_run
 from .checkpoint import CHECKPOINT, check_resume, restore_checkpoint, rng_state, save_checkpoint
 from .config import TrainConfig, resolve_config
-from .datasets import check_num_classes, eval_loader, training_datasets
+from .datasets import eval_loader
 from .evaluation import run_eval
-from .run_dir import RunWriter, hardware_name, plif_taus, recover_best, save_best, write_summary
+from .run_dir import plif_taus, recover_best, save_best, write_summary
 from .run_lock import RunLock, remove_stale_temps
 from .runtime import (
     Dist,
-    Stop,
     all_sum,
     any_rank,
     autocast,
-    barrier,
     gather,
     reset,
     resolve_device,
@@ -45,120 +40,6 @@ from .state import RunState, Tally, TrainResult
 __all__ = ["Run", "train", "train_one_epoch", "finetune"]
 
 LOG_EVERY_S = 300  # without a progress bar, a line at most this often (and at each checkpoint)
-
-
-@dataclass
-class Run:
-    """What stays fixed while a run goes. ``net`` is ``model`` or its DDP wrapper."""
-
-    cfg: TrainConfig
-    out: Path
-    dist: Dist
-    device: torch.device
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    scaler: torch.amp.GradScaler
-    sets: dict[str, Dataset]
-    num_classes: int
-    net: nn.Module | None = None
-    sampler: DistributedSampler | None = None
-    writer: RunWriter | None = None
-    stop: Stop | None = None
-    hardware: str = ""
-    show: bool = False  # tqdm bar
-
-    def parts(self) -> dict[str, Any]:
-        """What a checkpoint stores by ``state_dict()``, under its key."""
-        return {
-            "model": self.model,
-            "optimizer": self.optimizer,
-            "scheduler": self.scheduler,
-            "scaler": self.scaler,
-        }
-
-
-def _build_model(cfg: TrainConfig, num_classes: int, pretrained: bool) -> nn.Module:
-    kw = dict(cfg.model_kwargs)
-    if cfg.T is not None:
-        kw["T"] = cfg.T
-    if pretrained:
-        return load(cfg.model, pretrained=True, num_classes=num_classes, backend=cfg.backend, **kw)
-    return create_model(cfg.model, num_classes=num_classes, backend=cfg.backend, **kw)
-
-
-def _freeze_features(model: nn.Module) -> None:
-    if not hasattr(model, "features"):
-        raise ValueError(f"{type(model).__name__} has no `features` part to freeze")
-    for p in model.features.parameters():
-        p.requires_grad_(False)
-
-
-def _set_train_mode(model: nn.Module, cfg: TrainConfig) -> None:
-    model.train()
-    if cfg.freeze_features:
-        model.features.eval()  # frozen features keep their BatchNorm statistics
-
-
-def _build_run(
-    cfg: TrainConfig, model: nn.Module | None, ckpt: dict | None, dist: Dist, device: torch.device
-) -> Run:
-    """Model, data, optimizer, scheduler, scaler; every RNG draw in the order of format-1 runs."""
-    # Same initial weights on every rank; dropout masks differ per rank.
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
-    num_classes = check_num_classes(cfg)  # before any weights are loaded or data read
-    if model is None:
-        # A resumed run overwrites the weights, but a model known only by its folder must still be loaded.
-        pretrained = cfg.pretrained and (ckpt is None or ":" in cfg.model)
-        model = _build_model(cfg, num_classes, pretrained=pretrained)
-    # Rank 0 converts event data to frames (SpikingJelly's cache) before the others read it.
-    barrier(dist, first=True)
-    sets = training_datasets(cfg, model)
-    barrier(dist, first=False)
-    if cfg.freeze_features:
-        _freeze_features(model)
-    model.to(device)
-    torch.manual_seed(cfg.seed + dist.rank)
-    optimizer = torch.optim.Adam(
-        [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
-    )
-    return Run(
-        cfg=cfg,
-        out=Path(cfg.out),
-        dist=dist,
-        device=device,
-        model=model,
-        optimizer=optimizer,
-        scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.t_max),
-        scaler=torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda"),
-        sets=sets,
-        num_classes=cfg.num_classes or sets["test"].num_classes,
-    )
-
-
-def _start(run: Run, state: RunState, resumed: bool, progress: bool | None) -> None:
-    """DDP wrapper (after the restore: it broadcasts rank 0's weights), outputs, stop signals."""
-    cfg, dist, sets = run.cfg, run.dist, run.sets
-    run.net = run.model
-    if dist.enabled:
-        device_ids = [run.device.index] if run.device.type == "cuda" else None
-        run.net = nn.parallel.DistributedDataParallel(run.model, device_ids=device_ids)
-    run.writer = RunWriter(run.out, dist.main, purge_step=state.epoch + 1 if resumed else None)
-    run.hardware = hardware_name(run.device, torch.get_num_threads(), dist.world)
-    run.stop = Stop(active=not dist.enabled)
-    run.show = (sys.stderr.isatty() if progress is None else progress) and dist.main
-    run.writer.write_config(cfg)
-    if dist.main:
-        print(
-            f"training {cfg.model} on {cfg.dataset}: {len(sets['train'])} train / "
-            f"{len(sets['val']) if 'val' in sets else 0} val / {len(sets['test'])} test images, "
-            f"{cfg.epochs} epochs, batch {cfg.batch_size} x {dist.world}, lr {cfg.lr}, {run.hardware}",
-            flush=True,
-        )
-    run.sampler = DistributedSampler(
-        sets["train"], num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=cfg.seed
-    )
 
 
 def _check_finite(run: Run, state: RunState) -> None:
@@ -294,7 +175,7 @@ def train_one_epoch(run: Run, state: RunState) -> dict[str, float] | None:
         generator=torch.Generator().manual_seed(cfg.seed + epoch),
     )
     local = Tally()  # this rank's steps since start_step
-    _set_train_mode(run.model, cfg)
+    set_train_mode(run.model, cfg)
     meter = _Meter(run, len(batches), start_step, base, epoch)
     step = start_step
     for x, y in loader:
@@ -481,13 +362,13 @@ def _train_locked(
     ckpt = check_resume(cfg, Path(cfg.out), resume)
 
     # Model, data and optimizer; then the checkpoint's state, or the initial taus (epoch 0).
-    run = _build_run(cfg, model, ckpt, dist, device)
+    run = build_run(cfg, model, ckpt, dist, device)
     state = (
         _fresh_state(run)
         if ckpt is None
         else restore_checkpoint(ckpt, run.parts(), dist.rank, device)
     )
-    _start(run, state, resumed=ckpt is not None, progress=progress)
+    start_run(run, state, resumed=ckpt is not None, progress=progress)
     try:
         while state.epoch < cfg.epochs:
             lr = run.optimizer.param_groups[0]["lr"]
