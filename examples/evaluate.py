@@ -20,10 +20,12 @@ args = parser.parse_args()
 
 r = evaluate(args.model, pretrained=not args.untrained, max_samples=args.samples)
 print(
-    f"top-1 {r['top1']:.2%} on {r['samples']} test images, loss {r['loss']:.4f}, {r['images_per_s']:.0f} images/s"
+    f"top-1 {r['top1']:.2%} on {r['samples']} test images, loss {r['loss']:.4f}, "
+    f"{r['images_per_s']:.0f} images/s"
 )
 print(
-    f"{r['spikes_per_sample']:.0f} spikes and {r['synops_per_sample']:.3g} synaptic operations per image"
+    f"{r['spikes_per_sample']:.0f} spikes and {r['synops_per_sample']:.3g} "
+    f"synaptic operations per image"
 )
 for layer, rate in r["firing_rates"].items():
     print(f"  {layer:<14} fires {rate:.2%} of the time")

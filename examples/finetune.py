@@ -33,5 +33,6 @@ result = finetune(
     out=args.out,
 )
 print(
-    f"{len(classes)} classes {classes}: accuracy-B {result.accuracy_b:.2%}, model in {args.out}/best"
+    f"{len(classes)} classes {classes}: accuracy-B {result.accuracy_b:.2%}, "
+    f"model in {args.out}/best"
 )

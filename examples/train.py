@@ -22,13 +22,15 @@ args = parser.parse_args()
 
 quick = {} if args.full else dict(epochs=1, max_train_samples=1600, max_eval_samples=500)
 result = train(
-    "fashion-mnist-plif",  # registry id; configs/fashion-mnist-plif.yaml holds what differs from the recipe
+    # registry id; configs/fashion-mnist-plif.yaml holds what differs from the recipe
+    "fashion-mnist-plif",
     out=args.out,
     resume=args.resume,
     checkpoint_every=200,  # long CPU epochs: also checkpoint inside an epoch
     **quick,
 )
 print(
-    f"accuracy-B {result.accuracy_b:.2%} (epoch {result.best_epoch}), accuracy-A {result.accuracy_a:.2%}"
+    f"accuracy-B {result.accuracy_b:.2%} (epoch {result.best_epoch}), "
+    f"accuracy-A {result.accuracy_a:.2%}"
 )
 print("plots:", *plot_run(args.out))

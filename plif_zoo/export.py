@@ -1,4 +1,5 @@
-"""Export zoo networks to NIR, the Neuromorphic Intermediate Representation (``pip install plif-zoo[nir]``).
+"""Export zoo networks to NIR, the Neuromorphic Intermediate Representation
+(``pip install plif-zoo[nir]``).
 
 NIR states neurons in continuous time and stores no time step; a consumer integrates each
 node with its own ``dt`` (norse, SpikingJelly's ``import_from_nir``). The mapping below makes
@@ -307,7 +308,8 @@ def to_nir(
 
 
 def write_nir(graph, path: str | os.PathLike) -> Path:
-    """Write ``graph`` to ``path`` (HDF5, gzip) atomically: the old file or the new one, never half."""
+    """Write ``graph`` to ``path`` (HDF5, gzip) atomically: the old file or the new one, never
+    half."""
     nir = require_nir()
     return atomic_write(path, lambda tmp: nir.write(tmp, graph))
 
@@ -318,7 +320,8 @@ def read_nir(path: str | os.PathLike):
 
 
 def nir_metadata(graph) -> dict:
-    """The graph's metadata as plain Python values (a file read back holds bytes and numpy scalars)."""
+    """The graph's metadata as plain Python values (a file read back holds bytes and numpy
+    scalars)."""
     out = {}
     for key, value in graph.metadata.items():
         if isinstance(value, bytes):

@@ -1,4 +1,5 @@
-"""`plif-zoo train / eval / finetune / plot` as a user runs them, on tiny real Fashion-MNIST subsets."""
+"""`plif-zoo train / eval / finetune / plot` as a user runs them, on tiny real Fashion-MNIST
+subsets."""
 
 from __future__ import annotations
 

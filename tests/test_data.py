@@ -1,4 +1,5 @@
-"""plif_zoo.data: real Fashion-MNIST, files written in each dataset's original format, splits, errors."""
+"""plif_zoo.data: real Fashion-MNIST, files written in each dataset's original format, splits,
+errors."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ FMNIST = data.FASHION_MNIST_SYSTEM_DIR
 def write_idx(
     folder: Path, prefix: str, images: np.ndarray, labels: np.ndarray, gz: bool = True
 ) -> None:
-    """Write IDX files as distributed by LeCun / Zalando (magic 0x0803 / 0x0801, big-endian dims)."""
+    """Write IDX files as distributed by LeCun / Zalando (magic 0x0803 / 0x0801, big-endian
+    dims)."""
     folder.mkdir(parents=True, exist_ok=True)
     img = (
         bytes([0, 0, 8, 3])
@@ -165,7 +167,7 @@ def test_imagefolder_images_are_resized_to_the_model_input(tmp_path):
     assert x.shape == (1, 28, 28) and y == 1 and torch.allclose(x, torch.full_like(x, 41 / 255))
 
 
-# ----------------------------------------------------------------- event data in the original formats
+# ------------------------------------------------------- event data in the original formats
 
 
 def nmnist_bin(events: list[tuple[int, int, int, int]]) -> bytes:
@@ -177,10 +179,15 @@ def nmnist_bin(events: list[tuple[int, int, int, int]]) -> bytes:
 
 
 def cifar10dvs_aedat(events: list[tuple[int, int, int, int]]) -> bytes:
-    """jAER AEDAT 2.0 as CIFAR10-DVS ships it: '#' header lines, then big-endian (address, timestamp)
-    pairs; address bits 1-7 = sensor x, 8-14 = sensor y, bit 0 = polarity. The dataset is stored
-    rotated: frame x = 127 - sensor y, frame y = 127 - sensor x, frame polarity = 1 - bit 0."""
-    header = b"#!AER-DAT2.0\r\n# This is a raw AE data file - do not edit\r\n# Data format is int32 address, int32 timestamp (8 bytes total)\r\n"
+    """jAER AEDAT 2.0 as CIFAR10-DVS ships it: '#' header lines, then big-endian (address,
+    timestamp) pairs; address bits 1-7 = sensor x, 8-14 = sensor y, bit 0 = polarity. The
+    dataset is stored rotated: frame x = 127 - sensor y, frame y = 127 - sensor x, frame
+    polarity = 1 - bit 0."""
+    header = (
+        b"#!AER-DAT2.0\r\n"
+        b"# This is a raw AE data file - do not edit\r\n"
+        b"# Data format is int32 address, int32 timestamp (8 bytes total)\r\n"
+    )
     words = []
     for x, y, p, t in events:
         sx, sy, bit = 127 - y, 127 - x, 1 - p
@@ -338,7 +345,8 @@ def test_download_uses_torchvision_against_a_local_mirror(tmp_path, monkeypatch)
         monkeypatch.setattr(
             datasets.FashionMNIST, "mirrors", [f"http://127.0.0.1:{server.server_port}/"]
         )
-        # Debian recompressed the .gz files: the mirror's checksums are those of the files it serves.
+        # Debian recompressed the .gz files: the mirror's checksums are those of the files it
+        # serves.
         resources = [
             (name, hashlib.md5((FMNIST / name).read_bytes()).hexdigest())
             for name, _ in datasets.FashionMNIST.resources

@@ -137,7 +137,7 @@ def test_a_run_resumes_from_every_state_a_kill_leaves(one_epoch, tmp_path, state
     assert no_temp_files(out)
 
 
-# --------------------------------------------------------------------------- item 5: one run per folder
+# ----------------------------------------------------------------- item 5: one run per folder
 
 
 HOLD = textwrap.dedent("""
@@ -192,7 +192,7 @@ def test_a_killed_training_does_not_leave_its_folder_locked(tmp_path):
         pass
 
 
-# --------------------------------------------------------------------------- item 6: verified checkpoints
+# ------------------------------------------------------------- item 6: verified checkpoints
 
 
 def _flip_middle_byte(path: Path) -> None:
@@ -264,7 +264,7 @@ def test_a_kill_between_record_and_rename_leaves_a_matching_pair(one_epoch, tmp_
     assert no_temp_files(out)
 
 
-# --------------------------------------------------------------------------- item 7: non-finite values
+# --------------------------------------------------------------- item 7: non-finite values
 
 
 @pytest.mark.parametrize(

@@ -108,7 +108,8 @@ def test_training_lowers_the_loss_and_writes_the_run_folder(tmp_path):
         "train_images_per_s",
     ):
         assert key in rows[0]
-    # accuracy-A is the best test top-1 so far; accuracy-B the test top-1 at the best validation epoch
+    # accuracy-A is the best test top-1 so far; accuracy-B the test top-1 at the best validation
+    # epoch
     tests = [float(r["test_top1"]) for r in rows]
     vals = [float(r["val_top1"]) for r in rows]
     assert float(rows[-1]["accuracy_a"]) == max(tests)

@@ -87,7 +87,8 @@ def build_run(
     random.seed(cfg.seed)
     num_classes = check_num_classes(cfg)  # before any weights are loaded or data read
     if model is None:
-        # A resumed run overwrites the weights, but a model known only by its folder must still be loaded.
+        # A resumed run overwrites the weights, but a model known only by its folder must still
+        # be loaded.
         pretrained = cfg.pretrained and (ckpt is None or ":" in cfg.model)
         model = _build_model(cfg, num_classes, pretrained=pretrained)
     # Rank 0 converts event data to frames (SpikingJelly's cache) before the others read it.
@@ -131,7 +132,8 @@ def start_run(run: Run, state: RunState, resumed: bool, progress: bool | None) -
         print(
             f"training {cfg.model} on {cfg.dataset}: {len(sets['train'])} train / "
             f"{len(sets['val']) if 'val' in sets else 0} val / {len(sets['test'])} test images, "
-            f"{cfg.epochs} epochs, batch {cfg.batch_size} x {dist.world}, lr {cfg.lr}, {run.hardware}",
+            f"{cfg.epochs} epochs, batch {cfg.batch_size} x {dist.world}, lr {cfg.lr}, "
+            f"{run.hardware}",
             flush=True,
         )
     run.sampler = DistributedSampler(

@@ -126,13 +126,15 @@ def _verify(f: BinaryIO, path: Path) -> bool:
     if _recorded(sums) != before or os.stat(path).st_ino != os.fstat(f.fileno()).st_ino:
         return False
     raise CheckpointError(
-        f"{path} is damaged: its sha256 {digest[:16]}... differs from the one recorded in {sums.name} "
+        f"{path} is damaged: its sha256 {digest[:16]}... differs from the one recorded in "
+        f"{sums.name} "
         f"when it was written (a changed byte or a copy cut short); restore it or start a new --out"
     )
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A run's checkpoint, verified (see the module's docstring) and loaded with ``weights_only=True``."""
+    """A run's checkpoint, verified (see the module's docstring) and loaded with
+    ``weights_only=True``."""
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT
@@ -149,7 +151,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             ) as err:  # torch raises RuntimeError, UnpicklingError, EOFError ... on bad bytes
                 first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                 raise CheckpointError(
-                    f"{path} cannot be loaded as a checkpoint ({first}); restore it or start a new --out"
+                    f"{path} cannot be loaded as a checkpoint ({first}); "
+                    f"restore it or start a new --out"
                 ) from err
     raise CheckpointError(
         f"{path} kept changing while it was read; stop the training that writes it first"
@@ -165,7 +168,8 @@ def check_resume(cfg: TrainConfig, out: Path, resume: bool) -> dict[str, Any] | 
     if not resume:
         if (out / CHECKPOINT).exists():
             raise ValueError(
-                f"{out} already holds a run ({CHECKPOINT}); pass --resume to continue it or choose another --out"
+                f"{out} already holds a run ({CHECKPOINT}); "
+                f"pass --resume to continue it or choose another --out"
             )
         return None
     ckpt = load_checkpoint(out / CHECKPOINT)
@@ -180,7 +184,8 @@ def check_resume(cfg: TrainConfig, out: Path, resume: bool) -> dict[str, Any] | 
             f"{k}: checkpoint {stored.get(k)!r} vs now {getattr(cfg, k)!r}" for k in sorted(changed)
         )
         raise ValueError(
-            f"--resume with a different recipe ({diffs}); resume with the same settings or start a new --out"
+            f"--resume with a different recipe ({diffs}); "
+            f"resume with the same settings or start a new --out"
         )
     return ckpt
 
@@ -189,9 +194,11 @@ def save_checkpoint(
     path: Path, cfg: TrainConfig, state: RunState, parts: dict[str, Any], rng: list[dict]
 ) -> None:
     """Write ``path`` atomically with its sha256 record. ``parts``: model, optimizer, scheduler,
-    scaler (their ``state_dict()`` is stored); ``rng``: every rank's :func:`rng_state`, in rank order.
+    scaler (their ``state_dict()`` is stored); ``rng``: every rank's :func:`rng_state`, in rank
+    order.
 
-    On a full disk the previous checkpoint stays, matching its record, and no temporary file is left.
+    On a full disk the previous checkpoint stays, matching its record, and no temporary file is
+    left.
     """
     ckpt = {
         "format": FORMAT,

@@ -173,7 +173,8 @@ def check_config(cfg: TrainConfig) -> None:
 
 
 def resolve_config(config: TrainConfig | str | None, overrides: dict[str, Any]) -> TrainConfig:
-    """``train``'s arguments as one checked TrainConfig with its dataset and run folder filled in."""
+    """``train``'s arguments as one checked TrainConfig with its dataset and run folder filled
+    in."""
     if isinstance(config, TrainConfig):
         cfg = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
         check_config(cfg)
@@ -188,7 +189,8 @@ def resolve_config(config: TrainConfig | str | None, overrides: dict[str, Any]) 
 
 
 def dataset_of(model_id: str) -> str:
-    """The dataset a registry id was built for (the registry's, else the longest matching prefix)."""
+    """The dataset a registry id was built for (the registry's, else the longest matching
+    prefix)."""
     try:
         return model_info(model_id).dataset
     except (KeyError, ValueError, TypeError):
@@ -198,7 +200,8 @@ def dataset_of(model_id: str) -> str:
     ]
     if not matches:
         raise ValueError(
-            f"cannot tell which dataset model {model_id!r} belongs to; set `dataset:` in its config "
+            f"cannot tell which dataset model {model_id!r} belongs to; "
+            f"set `dataset:` in its config "
             f"or pass --dataset (one of {', '.join(data_mod.DATASETS)}, imagefolder)"
         )
     return max(matches, key=len)

@@ -120,7 +120,8 @@ def num_classes_of(cfg: TrainConfig) -> int:
         return len(data_mod.imagefolder_classes(root.parent))
     if cfg.dataset not in data_mod.DATASETS:
         raise ValueError(
-            f"unknown dataset {cfg.dataset!r}; choose one of {', '.join(data_mod.DATASETS)} or imagefolder"
+            f"unknown dataset {cfg.dataset!r}; "
+            f"choose one of {', '.join(data_mod.DATASETS)} or imagefolder"
         )
     return data_mod.DATASETS[cfg.dataset].num_classes
 
@@ -131,7 +132,8 @@ def check_num_classes(cfg: TrainConfig) -> int:
     if cfg.num_classes is not None and cfg.num_classes != found:
         if cfg.dataset == "imagefolder":
             root = Path(cfg.data_dir or ".") / "train"
-            where = f"{root} has {found} class folders ({', '.join(data_mod.imagefolder_classes(root.parent))})"
+            names = ", ".join(data_mod.imagefolder_classes(root.parent))
+            where = f"{root} has {found} class folders ({names})"
         else:
             where = f"{cfg.dataset} has {found} classes"
         raise ValueError(

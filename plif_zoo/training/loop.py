@@ -53,8 +53,9 @@ def _check_finite(run: Run, state: RunState) -> None:
     if bad:
         raise NonFiniteError(
             f"the weights became non-finite in epoch {state.epoch + 1} ({', '.join(bad[:3])}"
-            f"{', ...' if len(bad) > 3 else ''}); not saved: {run.out / CHECKPOINT} and best/ keep the last "
-            f"finite state. Lower the learning rate (now {run.cfg.lr}) and start a new --out"
+            f"{', ...' if len(bad) > 3 else ''}); not saved: {run.out / CHECKPOINT} and best/ "
+            f"keep the last finite state. "
+            f"Lower the learning rate (now {run.cfg.lr}) and start a new --out"
         )
 
 
@@ -130,7 +131,8 @@ class _Meter:
     def checkpointed(self, step: int, totals: Tally, local: Tally) -> None:
         if self.main and self.bar is None:
             print(
-                f"epoch {self.epoch + 1} step {step}/{self.n_steps}: loss {totals.loss:.4f} acc {totals.top1:.4f} "
+                f"epoch {self.epoch + 1} step {step}/{self.n_steps}: "
+                f"loss {totals.loss:.4f} acc {totals.top1:.4f} "
                 f"{self._img_s(local, time.perf_counter()):.1f} img/s (checkpoint)",
                 flush=True,
             )
@@ -186,10 +188,12 @@ def train_one_epoch(run: Run, state: RunState) -> dict[str, float] | None:
             v > 0 for v in all_sum([run.stop.requested, not math.isfinite(loss)], dist, device)
         )
         if diverged:
+            what = loss if not math.isfinite(loss) else "non-finite on another rank"
             raise NonFiniteError(
-                f"the training loss became {loss if not math.isfinite(loss) else 'non-finite on another rank'} "
-                f"at epoch {epoch + 1} step {step}; nothing of it was saved: {run.out / CHECKPOINT} and best/ keep "
-                f"the last finite state. Lower the learning rate (now {cfg.lr}) and start a new --out"
+                f"the training loss became {what} "
+                f"at epoch {epoch + 1} step {step}; nothing of it was saved: "
+                f"{run.out / CHECKPOINT} and best/ keep the last finite state. "
+                f"Lower the learning rate (now {cfg.lr}) and start a new --out"
             )
         local.add(loss * len(y), correct, len(y))
         meter.update(step, local)
@@ -410,7 +414,8 @@ def finetune(
     progress: bool | None = None,
     **overrides: Any,
 ) -> TrainResult:
-    """Fine-tune a zoo model on new data with ``num_classes`` outputs (the output layer is replaced).
+    """Fine-tune a zoo model on new data with ``num_classes`` outputs (the output layer is
+    replaced).
 
     dataset: ``imagefolder`` (data_dir holds train/ and test/ with one folder per class,
     images resized to the model's input) or a key of ``plif_zoo.data.DATASETS``.

@@ -61,7 +61,8 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
     metrics_file = run_dir / "metrics.csv"
     if not metrics_file.is_file():
         raise FileNotFoundError(
-            f"{metrics_file} not found; pass the --out folder of a `plif-zoo train` run with at least one finished epoch"
+            f"{metrics_file} not found; pass the --out folder of a `plif-zoo train` run "
+            f"with at least one finished epoch"
         )
     out_dir = Path(out_dir) if out_dir is not None else run_dir
     check_writable(out_dir, "plot folder")  # before reading or drawing anything

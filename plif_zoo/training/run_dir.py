@@ -154,8 +154,10 @@ def _card(
         "accuracy_b": row.get("accuracy_b"),
     }
     protocol = (
-        f"accuracy-B: model of the epoch with the best validation top-1 ({row.get('val_samples')} images held out "
-        f"from the training set, first {cfg.val_fraction:.0%} of each class); test top-1 on {row['test_samples']} test images"
+        f"accuracy-B: model of the epoch with the best validation top-1 "
+        f"({row.get('val_samples')} images held out from the training set, "
+        f"first {cfg.val_fraction:.0%} of each class); "
+        f"test top-1 on {row['test_samples']} test images"
         if cfg.val_fraction > 0
         else f"accuracy-A: best test top-1 during training ({row['test_samples']} test images)"
     )

@@ -72,7 +72,8 @@ def check_writable(folder: Path, role: str = "run folder") -> None:
     except OSError as err:
         raise RunFolderError(
             err.errno,
-            f"{role} {folder} is not writable ({_reason(err)}); make it writable or choose another folder",
+            f"{role} {folder} is not writable ({_reason(err)}); "
+            f"make it writable or choose another folder",
         ) from err
 
 
@@ -121,7 +122,8 @@ class RunLock:
                 f"{self.folder} is in use by another training ({holder}); wait for it to finish, "
                 f"stop it, or choose another --out",
             ) from None
-        note = f"pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
+        note = f"pid {os.getpid()} on {socket.gethostname()}, started {started}\n"
         os.ftruncate(fd, 0)
         os.pwrite(fd, note.encode(), 0)
         self.fd = fd
