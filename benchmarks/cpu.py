@@ -120,7 +120,8 @@ def pool_section(reps, shape=(8, 32, 128, 28, 28)):
     t = interleaved(fns, reps)
     for name, sec in t.items():
         print(
-            f"{name:>20}: {sec * 1e3:8.1f} ms   (max_pool2d / this = {t['max_pool2d (SJ)'] / sec:.2f}x)"
+            f"{name:>20}: {sec * 1e3:8.1f} ms   "
+            f"(max_pool2d / this = {t['max_pool2d (SJ)'] / sec:.2f}x)"
         )
     return t
 
@@ -244,7 +245,8 @@ def main(argv=None) -> None:
         )
     print(f"# plif-zoo CPU benchmark, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC")
     print(
-        f"# {cpu_name()}, {torch.get_num_threads()} threads, {args.clock} clock, torch {torch.__version__}, "
+        f"# {cpu_name()}, {torch.get_num_threads()} threads, {args.clock} clock, "
+        f"torch {torch.__version__}, "
         f"spikingjelly 2.0.0, python {platform.python_version()}"
     )
     print(f"# command: python benchmarks/cpu.py {' '.join(sys.argv[1:] if argv is None else argv)}")

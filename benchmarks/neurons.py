@@ -261,14 +261,16 @@ def report(rows: list[dict], bandwidth: float) -> None:
             continue
         print(f"\n{kind}: forward + backward")
         print(
-            f"{'dtype':<9} {'T':>3} {'neurons':>8} {'impl':<20} {'ms':>9} {'GB/s':>7} {'of copy':>8} {'x ours':>7}"
+            f"{'dtype':<9} {'T':>3} {'neurons':>8} {'impl':<20} {'ms':>9} {'GB/s':>7} "
+            f"{'of copy':>8} {'x ours':>7}"
         )
         for (dtype_name, steps, log2), group in keyed.items():
             ours = next((r.get("ms") for r in group if r["impl"] == "plif-zoo cupy"), None)
             for r in group:
                 if "error" in r:
                     print(
-                        f"{dtype_name:<9} {steps:>3} {'2^' + str(log2):>8} {r['impl']:<20} failed: {r['error']}"
+                        f"{dtype_name:<9} {steps:>3} {'2^' + str(log2):>8} {r['impl']:<20} "
+                        f"failed: {r['error']}"
                     )
                     continue
                 dtype = DTYPES[dtype_name]
@@ -281,7 +283,8 @@ def report(rows: list[dict], bandwidth: float) -> None:
                 r["lean_gbs"] = gbs
                 ratio = f"{r['ms'] / ours:7.2f}" if ours else "      -"
                 print(
-                    f"{dtype_name:<9} {steps:>3} {'2^' + str(log2):>8} {r['impl']:<20} {r['ms']:9.3f} "
+                    f"{dtype_name:<9} {steps:>3} {'2^' + str(log2):>8} {r['impl']:<20} "
+                    f"{r['ms']:9.3f} "
                     f"{gbs:7.0f} {100 * gbs / bandwidth:7.1f}% {ratio}"
                 )
     print("\n'x ours' = that implementation's time / plif-zoo cupy's time (> 1: ours is faster)")
@@ -303,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print(
-            "benchmarks/neurons.py measures GPU kernels and needs a CUDA GPU; torch sees none here. "
+            "benchmarks/neurons.py measures GPU kernels and needs a CUDA GPU; "
+            "torch sees none here. "
             "Run it on a machine with an NVIDIA GPU (see benchmarks/gpu_check.sh).",
             file=sys.stderr,
         )

@@ -26,7 +26,8 @@ DEFAULT_MODEL = "fashion-mnist-plif"
 
 
 class DemoUnavailable(RuntimeError):
-    """No model with weights can run the demo; the message says which one it would use and why not."""
+    """No model with weights can run the demo; the message says which one it would use and why
+    not."""
 
 
 @dataclass
@@ -46,7 +47,8 @@ def _score(model_id: str) -> float:
 
 
 def choose_model() -> str:
-    """The model with weights and shipped samples, best measured accuracy first; else DemoUnavailable."""
+    """The model with weights and shipped samples, best measured accuracy first; else
+    DemoUnavailable."""
     candidates = [
         m
         for m in registry.list_models(pretrained=True)
@@ -131,7 +133,8 @@ def run_demo(
 
 
 def _draw(result: DemoResult, images: torch.Tensor, out_spikes: torch.Tensor, out: Path) -> Path:
-    """Row 1: images with prediction; row 2: output-population spike raster per image; row 3: tau."""
+    """Row 1: images with prediction; row 2: output-population spike raster per image;
+    row 3: tau."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -145,7 +148,8 @@ def _draw(result: DemoResult, images: torch.Tensor, out_spikes: torch.Tensor, ou
         ax.imshow(images[i].permute(1, 2, 0).squeeze(-1), cmap="gray", vmin=0, vmax=1)
         ok = result.predictions[i] == result.labels[i]
         ax.set_title(
-            f"{result.predictions[i]} {100 * result.confidence[i]:.0f}%\n(true: {result.labels[i]})",
+            f"{result.predictions[i]} {100 * result.confidence[i]:.0f}%\n"
+            f"(true: {result.labels[i]})",
             fontsize=7,
             color="green" if ok else "red",
         )

@@ -56,7 +56,8 @@ class DataFileError(ValueError):
 
 class RunFolderError(OSError, ValueError):
     """A run folder cannot be written: read-only, not a folder, or the disk is full. An OSError
-    (with ``errno`` when one is known) that is also a ValueError, like the zoo's other one-line errors."""
+    (with ``errno`` when one is known) that is also a ValueError, like the zoo's other one-line
+    errors."""
 
     def __str__(self) -> str:  # OSError would print "[Errno 28] ..." before the message
         return str(self.args[-1]) if self.args else ""
@@ -67,7 +68,8 @@ class RunLockedError(RunFolderError):
 
 
 class CheckpointError(ChecksumError):
-    """``checkpoint.pt`` is damaged: its sha256 differs from the recorded one, or it is truncated."""
+    """``checkpoint.pt`` is damaged: its sha256 differs from the recorded one, or it is
+    truncated."""
 
 
 class NonFiniteError(FloatingPointError, ValueError):

@@ -47,7 +47,8 @@ LIBRARY_NAME = "plif-zoo"
 
 
 def library_version() -> str:
-    """The installed plif-zoo version (set once, in pyproject.toml); ``0+unknown`` when not installed."""
+    """The installed plif-zoo version (set once, in pyproject.toml); ``0+unknown`` when not
+    installed."""
     try:
         return importlib.metadata.version(LIBRARY_NAME)
     except (
@@ -71,7 +72,8 @@ def _json_ready(name: str, value: Any) -> Any:
 
 
 def check_card(card: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``card`` after checking every field is JSON and ``metrics`` maps names to numbers."""
+    """A copy of ``card`` after checking every field is JSON and ``metrics`` maps names to
+    numbers."""
     card = {k: _json_ready(k, v) for k, v in card.items()}
     metrics = card.get("metrics")
     if metrics is not None and not (

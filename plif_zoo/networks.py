@@ -91,7 +91,8 @@ class NetworkConfig:
             )
         if len(self.fc_dropout) != len(self.fc_hidden) + 1:
             raise ValueError(
-                f"NetworkConfig.fc_dropout needs one flag per FC layer ({len(self.fc_hidden) + 1}), "
+                f"NetworkConfig.fc_dropout needs one flag per FC layer "
+                f"({len(self.fc_hidden) + 1}), "
                 f"got {self.fc_dropout!r}"
             )
         if self.neuron not in NEURONS:
@@ -176,7 +177,8 @@ class Encoder(nn.Module):
 
 
 class Vote(nn.Module):
-    """Voting layer: mean over each group of ``population`` output neurons, [..., K*P] -> [..., K]."""
+    """Voting layer: mean over each group of ``population`` output neurons,
+    [..., K*P] -> [..., K]."""
 
     def __init__(self, population: int):
         super().__init__()
@@ -321,7 +323,8 @@ class SpikingConvNet(nn.Module):
         return {name: node.tau for name, node in self.spiking_layers()}
 
     def set_backend(self, backend: str) -> SpikingConvNet:
-        """Select the kernel backend ("auto", "torch", "cpu", "cupy") of every neuron and pooling."""
+        """Select the kernel backend ("auto", "torch", "cpu", "cupy") of every neuron and
+        pooling."""
         backends.set_backend(self, backends.check_name(backend))
         return self
 
@@ -431,7 +434,8 @@ PAPER_NETWORKS: dict[str, NetworkConfig] = {
 
 
 def paper_config(dataset: str, **changes) -> NetworkConfig:
-    """The Table 1 network for ``dataset`` with some fields changed (neuron, init_tau, pooling, T...)."""
+    """The Table 1 network for ``dataset`` with some fields changed (neuron, init_tau, pooling,
+    T...)."""
     if dataset not in PAPER_NETWORKS:
         raise KeyError(
             f"no paper network for dataset {dataset!r}; choose one of {list(PAPER_NETWORKS)}"
@@ -440,7 +444,8 @@ def paper_config(dataset: str, **changes) -> NetworkConfig:
 
 
 def count_parameters(config: NetworkConfig) -> int:
-    """Trainable parameters of the network ``config`` builds (built on the meta device, no memory)."""
+    """Trainable parameters of the network ``config`` builds (built on the meta device, no
+    memory)."""
     with torch.device("meta"):
         model = SpikingConvNet(config, backend="torch")
     return sum(p.numel() for p in model.parameters())

@@ -49,31 +49,36 @@ PUBLISHED_WEIGHTS: dict[str, dict] = {
         revision=None,
         sha256="e8c8c991512edc7624480805bf4afa4088ffe5c3102de1cb100d1c7cbaa80fde",
         accuracy=92.91,
-        protocol="accuracy-B, 7 epochs on a 2-core CPU (paper: 1024 epochs); see weights/fashion-mnist-plif/README.md",
+        protocol="accuracy-B, 7 epochs on a 2-core CPU (paper: 1024 epochs); "
+        "see weights/fashion-mnist-plif/README.md",
     ),
     "fashion-mnist-lif": dict(
         revision=None,
         sha256="4c22257102f62e17f530404776e457679effc71bc9f9cddaefa5c5aa301cb013",
         accuracy=91.46,
-        protocol="accuracy-B, 3 epochs on a 2-core CPU (paper: 1024 epochs); see weights/fashion-mnist-lif/README.md",
+        protocol="accuracy-B, 3 epochs on a 2-core CPU (paper: 1024 epochs); "
+        "see weights/fashion-mnist-lif/README.md",
     ),
     "fashion-mnist-plif-avgpool": dict(
         revision=None,
         sha256="b29dc660d1ae818738c868662cce1ad706066fb9019aa6e793d0b55dcb9e5ab1",
         accuracy=91.77,
-        protocol="accuracy-B, 3 epochs on a 2-core CPU (paper: 1024 epochs); see weights/fashion-mnist-plif-avgpool/README.md",
+        protocol="accuracy-B, 3 epochs on a 2-core CPU (paper: 1024 epochs); "
+        "see weights/fashion-mnist-plif-avgpool/README.md",
     ),
     "fashion-mnist-plif-tau16": dict(
         revision=None,
         sha256="39f6598d957fae75f5137fc635ef2d2d214311f8b614ca9f38a6885543c08306",
         accuracy=90.15,
-        protocol="accuracy-B, 3 epochs on a 2-core CPU (paper: 1024 epochs); see weights/fashion-mnist-plif-tau16/README.md",
+        protocol="accuracy-B, 3 epochs on a 2-core CPU (paper: 1024 epochs); "
+        "see weights/fashion-mnist-plif-tau16/README.md",
     ),
     "fashion-mnist-lif-tau16": dict(
         revision=None,
         sha256="4591c80cefabfaaf5cbb9f23d0abb56cfddb61bacef690040b86066de2504789",
         accuracy=87.77,
-        protocol="accuracy-B, 3 epochs on a 2-core CPU (paper: 1024 epochs); see weights/fashion-mnist-lif-tau16/README.md",
+        protocol="accuracy-B, 3 epochs on a 2-core CPU (paper: 1024 epochs); "
+        "see weights/fashion-mnist-lif-tau16/README.md",
     ),
 }
 
@@ -186,7 +191,8 @@ class ModelInfo:
 
     @property
     def has_weights(self) -> bool:
-        """Loadable weights: on the Hub, or a local folder in $PLIF_ZOO_WEIGHTS / the repo's weights/."""
+        """Loadable weights: on the Hub, or a local folder in $PLIF_ZOO_WEIGHTS / the repo's
+        weights/."""
         on_hub = self.weights is not None and self.weights.revision is not None
         return on_hub or local_folder(self.id) is not None
 
@@ -274,7 +280,8 @@ def check_model_id(model_id: str) -> str:
 
 
 def model_info(model_id: str) -> ModelInfo:
-    """Everything known about a registry id. Unknown ids raise UnknownModelError with close matches."""
+    """Everything known about a registry id. Unknown ids raise UnknownModelError with close
+    matches."""
     check_model_id(model_id)
     if model_id not in _REGISTRY:
         close = difflib.get_close_matches(model_id, list(_REGISTRY), n=5, cutoff=0.6)
@@ -287,7 +294,8 @@ def model_info(model_id: str) -> ModelInfo:
 
 
 def list_models(pattern: str | list[str] = "*", pretrained: bool = False) -> list[str]:
-    """Sorted ids matching shell wildcards (``"cifar10*"``); ``pretrained=True``: only ids with weights."""
+    """Sorted ids matching shell wildcards (``"cifar10*"``); ``pretrained=True``: only ids with
+    weights."""
     patterns = [pattern] if isinstance(pattern, str) else list(pattern)
     ids = [i for i in _REGISTRY if any(fnmatch.fnmatchcase(i, p) for p in patterns)]
     if pretrained:
@@ -348,7 +356,8 @@ def markdown_table(pattern: str = "*") -> str:
                 f"[yes](https://huggingface.co/{info.weights.hf_repo}/tree/{info.weights.revision})"
             )
         rows.append(
-            f"| `{model_id}` | {info.dataset} | {shape} | {info.T} | {info.num_params / 1e6:.2f}M | "
+            f"| `{model_id}` | {info.dataset} | {shape} | {info.T} | "
+            f"{info.num_params / 1e6:.2f}M | "
             f"{pct(info.paper_accuracy_a)} | {pct(info.paper_accuracy_b)} | {ours} | {weights} |"
         )
     return "\n".join(rows) + "\n"

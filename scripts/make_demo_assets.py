@@ -1,4 +1,5 @@
-"""Write plif_zoo/assets/fashion-mnist-samples.safetensors: 8 Fashion-MNIST test images for `plif-zoo demo`.
+"""Write plif_zoo/assets/fashion-mnist-samples.safetensors: 8 Fashion-MNIST test images for
+`plif-zoo demo`.
 
 Source: the original t10k IDX files (MIT licence, Zalando Research), e.g. from Debian's
 dataset-fashion-mnist package. Picks the first test image of 8 different classes.

@@ -67,7 +67,8 @@ def main() -> None:
         )
         results[split] = r
         print(
-            f"{split}: top1 {100 * r['top1']:.2f}% on {r['samples']} images ({r['images_per_s']:.0f} img/s)"
+            f"{split}: top1 {100 * r['top1']:.2f}% on {r['samples']} images "
+            f"({r['images_per_s']:.0f} img/s)"
         )
 
     accuracy_a = max(float(r["test_top1"]) for r in rows)
@@ -86,20 +87,27 @@ def main() -> None:
         model_id=args.model_id,
         metrics=metrics,
         protocol=(
-            f"accuracy-B: weights of epoch {best_cfg['best_epoch']} of {epochs}, chosen by validation top-1 on the "
-            f"{results['val']['samples']:,} training images held out (first 15% of each class); trained on the other 51,000; test top-1 "
-            f"on {results['test']['samples']:,} test images, measured once in float32 on the stored "
-            f"{'float16' if args.float16 else 'float32'} weights (`plif-zoo eval {args.model_id}`). "
-            f"accuracy-A (beside it): best test top-1 over the {epochs} epochs, measured during training."
+            f"accuracy-B: weights of epoch {best_cfg['best_epoch']} of {epochs}, "
+            f"chosen by validation top-1 on the "
+            f"{results['val']['samples']:,} training images held out (first 15% of each class); "
+            f"trained on the other 51,000; test top-1 "
+            f"on {results['test']['samples']:,} test images, "
+            f"measured once in float32 on the stored "
+            f"{'float16' if args.float16 else 'float32'} weights "
+            f"(`plif-zoo eval {args.model_id}`). "
+            f"accuracy-A (beside it): best test top-1 over the {epochs} epochs, "
+            f"measured during training."
         ),
         recipe=(
-            f"{epochs} epochs (the paper: 1024), batch {recipe['batch_size']}, Adam lr {recipe['lr']}, "
-            f"CosineAnnealingLR T_max {recipe['t_max']} epochs (the paper: 64, shortened to this CPU budget), "
+            f"{epochs} epochs (the paper: 1024), batch {recipe['batch_size']}, "
+            f"Adam lr {recipe['lr']}, "
+            f"CosineAnnealingLR T_max {recipe['t_max']} epochs "
+            f"(the paper: 64, shortened to this CPU budget), "
             f"MSE on firing rates, T {best_cfg.get('T', 8)}, seed {recipe['seed']}, bf16 autocast "
             f"{'on' if recipe.get('amp') else 'off'}"
         ),
-        hardware=f"{cpu_name()}, {os.cpu_count()} cores (no GPU), torch {torch.__version__}; train wall time "
-        f"{float(rows[-1]['train_wall_s']) / 3600:.2f} h",
+        hardware=f"{cpu_name()}, {os.cpu_count()} cores (no GPU), torch {torch.__version__}; "
+        f"train wall time {float(rows[-1]['train_wall_s']) / 3600:.2f} h",
         command=args.command,
         train_wall_time_s=round(float(rows[-1]["train_wall_s"]), 1),
         epochs=epochs,

@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         if new != text:
             print(
-                f"{args.readme}: the zoo table is stale; run python scripts/readme_table.py --write",
+                f"{args.readme}: the zoo table is stale; "
+                "run python scripts/readme_table.py --write",
                 file=sys.stderr,
             )
             return 1

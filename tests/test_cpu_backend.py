@@ -221,7 +221,8 @@ def test_two_halves_backpropagate_like_one_run():
 
 
 def _away_from_threshold(decay_input, v_reset, steps=4, neurons=6, margin=0.05):
-    """float64 inputs whose H stays ``margin`` away from V_th (spikes do not flip under gradcheck)."""
+    """float64 inputs whose H stays ``margin`` away from V_th (spikes do not flip under
+    gradcheck)."""
     cfg = _cfg(decay_input, v_reset, store_v_seq=True)
     for seed in range(1000):
         x, v0, *_ = _inputs((steps, neurons), torch.float64, seed)

@@ -195,7 +195,9 @@ class Device:
     def __exit__(self, *exc): return False
 cupy = types.ModuleType("cupy")
 cupy.RawModule = RawModule
-cupy.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1), Device=Device)
+cupy.cuda = types.SimpleNamespace(
+    runtime=types.SimpleNamespace(getDeviceCount=lambda: 1), Device=Device
+)
 sys.modules["cupy"] = cupy
 torch.cuda.is_available = lambda: True
 torch.cuda.current_device = lambda: 0
@@ -591,7 +593,8 @@ def emulated(harness, ptx_params, monkeypatch):
     monkeypatch.setattr(ops, "_launch", launch)
     yield launched
     # nothing the launch checks or the emulated kernels ran may corrupt the interpreter's shared
-    # objects (it once did through build.kernel_params: see test_nvrtc_writes_no_shared_python_bytes)
+    # objects (it once did through build.kernel_params: see
+    # test_nvrtc_writes_no_shared_python_bytes)
     assert _one_byte_bytes_intact()
 
 

@@ -1,4 +1,5 @@
-"""The six Table 1 networks: architecture as the authors' code builds it, shapes, state, backends."""
+"""The six Table 1 networks: architecture as the authors' code builds it, shapes, state,
+backends."""
 
 import pytest
 import torch
@@ -351,7 +352,7 @@ def test_set_backend_on_a_zoo_model_uses_the_protocol():
     assert layers and {m.backend for m in layers} == {"cpu"}
 
 
-# ---------------------------------------------------------------- the input contract (issue 12, item 8)
+# ------------------------------------------------------- the input contract (issue 12, item 8)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,11 @@ OPTIONS = list(
 
 def _ids(opt):
     tau, decay, v_reset, detach, sg = opt
-    return f"tau{tau:g}-{'decay' if decay else 'nodecay'}-{'hard' if v_reset is not None else 'soft'}-{'detach' if detach else 'attach'}-{sg}"
+    return (
+        f"tau{tau:g}-{'decay' if decay else 'nodecay'}-"
+        f"{'hard' if v_reset is not None else 'soft'}-"
+        f"{'detach' if detach else 'attach'}-{sg}"
+    )
 
 
 def _pair(kind, tau, decay, v_reset, detach, sg, backend="torch"):

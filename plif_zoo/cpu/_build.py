@@ -125,7 +125,8 @@ def _build() -> Path:
 
 
 def _compile(cxx: str, out: Path) -> None:
-    """Compile SOURCES into the shared library ``out``: native code first, portable if that fails."""
+    """Compile SOURCES into the shared library ``out``: native code first, portable if that
+    fails."""
     for extra in (NATIVE_FLAGS, ()):
         cmd = [cxx, *FLAGS, *extra, "-I", str(CSRC_DIR), *map(str, SOURCES), "-o", str(out)]
         try:

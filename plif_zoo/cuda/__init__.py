@@ -179,7 +179,8 @@ def neuron_multi_step(
     spec = surrogate_spec(cfg.surrogate_function)
     if spec is None:
         raise ValueError(
-            f"the cupy backend does not implement surrogate {type(cfg.surrogate_function).__name__}; "
+            f"the cupy backend does not implement surrogate "
+            f"{type(cfg.surrogate_function).__name__}; "
             f"use backend='torch' or 'auto'"
         )
     if not x_seq.is_cuda:
