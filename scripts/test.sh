@@ -4,7 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
-ruff check plif_zoo tests benchmarks examples
+ruff check plif_zoo tests benchmarks examples scripts
+ruff format --check plif_zoo tests benchmarks examples scripts
 lint-imports  # pyproject.toml [tool.importlinter]: imports point down the layers, no cycle
 if [ -f plif_zoo/cuda/__main__.py ]; then
   python -m plif_zoo.cuda --compile-only --arch sm_80 --arch sm_90
