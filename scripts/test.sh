@@ -6,7 +6,7 @@ bash scripts/setup.sh
 . .venv/bin/activate
 ruff check plif_zoo tests benchmarks examples scripts
 ruff format --check plif_zoo tests benchmarks examples scripts
-lint-imports  # pyproject.toml [tool.importlinter]: imports point down the layers, no cycle
+lint-imports --no-cache  # pyproject.toml [tool.importlinter]: imports point down the layers, no cycle
 if [ -f plif_zoo/cuda/__main__.py ]; then
   python -m plif_zoo.cuda --compile-only --arch sm_80 --arch sm_90
   # The same with NVRTC 12 and CUDA 12's headers (plif-zoo[cuda12], for CUDA 12 drivers), from a
