@@ -176,8 +176,10 @@ def _shared_input(x_seq: torch.Tensor, need_grad: bool) -> torch.Tensor | None:
         return None
     if not (need_grad and x_seq.requires_grad):
         return x_seq[0]
-    if torch.compiler.is_compiling():  # no data pointers while tracing: autograd sums over T
-        return None
+    if torch.compiler.is_compiling():
+        # No data pointers while tracing. The op's dL/dX for the [N, *] step is already summed
+        # over T; autograd routes it through select and expand, which the compiler fuses away.
+        return x_seq[0]
     # Feed the expanded tensor's base to the Function, so that autograd sends it dL/dX summed
     # over T (computed in the kernel) instead of building a [T, N, *] gradient to sum.
     base = x_seq._base
