@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 
 import torch
-from spikingjelly.activation_based import functional, layer, surrogate
+from spikingjelly.activation_based import base, functional, layer, surrogate
 from torch import nn
 
 from . import backends
@@ -362,7 +362,11 @@ class SpikingConvNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [N, C, H, W] (static) or [N, T, C, H, W] (events) -> rates [N, num_classes]."""
         x = self._check_input(x)
-        functional.reset_net(self)
+        # functional.reset_net's work, without its per-network cache, which torch.compile would
+        # guard on (and which changes whenever another network is reset or freed).
+        for m in self.modules():
+            if isinstance(m, base.MemoryModule):
+                m.reset()
         if not self.config.static:
             x = x.transpose(0, 1)  # [T, N, C, H, W]
         spikes = self.classifier(self.features(x))  # [T, N, num_classes * population]

@@ -432,3 +432,23 @@ def test_eval_slice_is_evenly_spaced_and_covers_a_class_sorted_split():
     assert picked == list(range(0, 1000, 50))
     assert torch.bincount(targets[picked]).tolist() == [2] * 10
     assert training.eval_slice(5, 20) == [0, 1, 2, 3, 4]
+
+
+def test_compile_trains_with_fused_adam_and_resumes_exactly(tmp_path):
+    # --compile: the training step through torch.compile(fullgraph=True) and fused Adam; the
+    # checkpoint holds the plain model's weights, and a compiled run resumes bit for bit.
+    from torch._dynamo.utils import counters
+
+    kw = dict(compile=True, backend="auto", max_train_samples=24)
+    counters.clear()
+    straight = run(tmp_path, "straight", epochs=2, **kw)
+    assert counters["stats"]["unique_graphs"] >= 1 and not counters["graph_break"]
+    run(tmp_path, "split", epochs=1, **kw)
+    run(tmp_path, "split", epochs=2, resume=True, **kw)
+    assert all(np.isfinite(row["train_loss"]) for row in straight.history)
+    ckpt = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
+    assert ckpt["optimizer"]["param_groups"][0]["fused"] is True
+    assert not any("_orig_mod" in k for k in ckpt["model"])
+    assert_same_weights(weights(tmp_path / "straight"), weights(tmp_path / "split"))
+    # the best/ folder of a compiled run is an ordinary zoo model folder
+    plif_zoo.load(f"local-dir:{tmp_path / 'straight' / 'best'}")

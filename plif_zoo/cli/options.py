@@ -176,6 +176,12 @@ def recipe_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         help="mixed precision (bf16 on CPU, fp16 on CUDA)",
     )
+    p.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        help="torch.compile the training step and use fused Adam (about 1.3-1.5x with --amp on "
+        "a CPU; the first step compiles)",
+    )
     p.add_argument("--threads", type=positive_int, help="torch CPU threads")
     p.add_argument("--num-workers", type=count, help="DataLoader workers (default 0)")
     p.add_argument("--backend", choices=BACKENDS, help="neuron backend (default auto)")

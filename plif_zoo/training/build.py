@@ -100,7 +100,10 @@ def build_run(
     model.to(device)
     torch.manual_seed(cfg.seed + dist.rank)
     optimizer = torch.optim.Adam(
-        [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
+        [p for p in model.parameters() if p.requires_grad],
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        fused=cfg.compile or None,  # a resumed run keeps the implementation it started with
     )
     return Run(
         cfg=cfg,
@@ -123,6 +126,8 @@ def start_run(run: Run, state: RunState, resumed: bool, progress: bool | None) -
     if dist.enabled:
         device_ids = [run.device.index] if run.device.type == "cuda" else None
         run.net = nn.parallel.DistributedDataParallel(run.model, device_ids=device_ids)
+    if cfg.compile:  # the training step only: evaluation runs the eager run.model in fp32
+        run.net = torch.compile(run.net, fullgraph=True, dynamic=False)
     run.writer = RunWriter(run.out, dist.main, purge_step=state.epoch + 1 if resumed else None)
     run.hardware = hardware_name(run.device, torch.get_num_threads(), dist.world)
     run.stop = Stop(active=not dist.enabled)

@@ -63,6 +63,7 @@ class TrainConfig:
     amp: bool = (
         False  # autocast: bfloat16 on CPU, float16 + GradScaler on CUDA (evaluation stays fp32)
     )
+    compile: bool = False  # torch.compile(fullgraph=True) of the training step, fused Adam
     threads: int | None = None  # torch.set_num_threads
     num_workers: int = 0  # DataLoader workers
     backend: str = "auto"  # neuron / pooling backend
@@ -80,6 +81,7 @@ RUNTIME_KEYS = {
     "out",
     "device",
     "threads",
+    "compile",
     "num_workers",
     "checkpoint_every",
     "eval_batch_size",
