@@ -1,53 +1,97 @@
 """torch.compile against eager: plif-zoo's Fashion-MNIST PLIF net and SpikingJelly 2.0.0's.
 
-    python benchmarks/compile.py [--reps 3] [--batch 32] [--T 8] [--threads N]
+    python benchmarks/compile.py [--reps 5] [--batch 32] [--T 8] [--threads N]
+                                 [--precision fp32 bf16]
 
-Measures, in one interleaved run (the same helpers as ``benchmarks/cpu.py``): one Adam training
-step (MSE on the voted firing rate) and inference images/s (eval, no_grad) of the zoo's
-``fashion-mnist-plif`` on backend ``cpu`` and of SpikingJelly's
-``parametric_lif_net.FashionMNISTNet`` with ``ParametricLIFNode(ATan, detach_reset=True)``,
-each eager and ``torch.compile(..., fullgraph=True)``. Compilation happens in the warm-up call
-and is reported apart.
+Measures, in one interleaved run per precision (the helpers of ``benchmarks/cpu.py``), one
+Adam training step (MSE on the voted firing rate; ``bf16``: forward and loss under CPU bfloat16
+autocast, as ``plif-zoo train --amp``) of the zoo's ``fashion-mnist-plif`` on backend ``cpu``
+and of SpikingJelly's ``parametric_lif_net.FashionMNISTNet`` with ``ParametricLIFNode(ATan,
+detach_reset=True)``, eager and ``torch.compile(..., fullgraph=True)``, with PyTorch's default
+(foreach) Adam and with ``fused=True`` Adam; ``ours --compile`` is what ``plif-zoo train
+--compile`` runs (compiled network, fused Adam). Then fp32 inference images/s (eval, no_grad).
+Compilation happens in the warm-up call and is reported apart.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import sys
 import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cpu import interleaved, sj_fashion_mnist, train_step_fn  # noqa: E402
+from cpu import interleaved, sj_fashion_mnist  # noqa: E402
 
 import plif_zoo  # noqa: E402
 from plif_zoo._io import cpu_name  # noqa: E402
 
 
-def _models(T: int):
-    ours = plif_zoo.create_model("fashion-mnist-plif", T=T, backend="cpu")
-    ours_c = plif_zoo.create_model("fashion-mnist-plif", T=T, backend="cpu")
-    ours_c.load_state_dict(ours.state_dict())
-    sj, sj_forward = sj_fashion_mnist(T)
-    sj_c, _ = sj_fashion_mnist(T)
-    sj_c.load_state_dict(sj.state_dict())
-    sj_c_compiled = torch.compile(sj_c, fullgraph=True)
+def _ours(T: int, compiled: bool, state: dict | None):
+    model = plif_zoo.create_model("fashion-mnist-plif", T=T, backend="cpu")
+    if state is not None:
+        model.load_state_dict(state)
+    return model, (torch.compile(model, fullgraph=True) if compiled else model)
 
-    def sj_c_forward(images, net=sj_c, compiled=sj_c_compiled):
+
+def _sj(T: int, compiled: bool, state: dict | None):
+    model, forward = sj_fashion_mnist(T)
+    if state is not None:
+        model.load_state_dict(state)
+    if not compiled:
+        return model, forward
+    net = torch.compile(model, fullgraph=True)
+
+    def compiled_forward(images):
         from spikingjelly.activation_based import functional
 
-        functional.reset_net(net)
-        return compiled(images.unsqueeze(0).repeat(T, 1, 1, 1, 1)).mean(0)
+        functional.reset_net(model)
+        return net(images.unsqueeze(0).repeat(T, 1, 1, 1, 1)).mean(0)
 
-    return {
-        "ours eager": (ours, ours),
-        "ours compiled": (ours_c, torch.compile(ours_c, fullgraph=True)),
-        "SJ eager": (sj, sj_forward),
-        "SJ compiled": (sj_c, sj_c_forward),
-    }
+    return model, compiled_forward
+
+
+# name -> (builder, compiled, fused Adam)
+VARIANTS = {
+    "ours eager": (_ours, False, False),
+    "ours eager, fused Adam": (_ours, False, True),
+    "ours compiled": (_ours, True, False),
+    "ours --compile": (_ours, True, True),
+    "SJ eager": (_sj, False, False),
+    "SJ compiled": (_sj, True, False),
+}
+
+
+def _models(T: int) -> dict:
+    """Every variant's (model, forward, fused), all with the same initial weights per family."""
+    out, first = {}, {}
+    for name, (build, compiled, fused) in VARIANTS.items():
+        model, forward = build(T, compiled, first.get(build))
+        first.setdefault(build, model.state_dict())
+        out[name] = (model, forward, fused)
+    return out
+
+
+def train_step(model, forward, fused: bool, batch: int, bf16: bool, num_classes: int = 10):
+    images = torch.rand(batch, 1, 28, 28)
+    target = F.one_hot(torch.randint(0, num_classes, (batch,)), num_classes).float()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=fused or None)
+
+    def run():
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        amp = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        with amp:
+            loss = F.mse_loss(forward(images).float(), target)
+        loss.backward()
+        opt.step()
+
+    return run
 
 
 def _timed_warmup(fns: dict) -> None:
@@ -57,12 +101,20 @@ def _timed_warmup(fns: dict) -> None:
         print(f"  warm-up (includes compiling) {name}: {time.perf_counter() - start:.1f} s")
 
 
+def _report(t: dict, unit) -> None:
+    for name, sec in t.items():
+        print(f"{name:>24}: {unit(sec)}   (ours eager / this = {t['ours eager'] / sec:.2f}x)")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--T", type=int, default=8)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--precision", nargs="+", choices=("fp32", "bf16"), default=["fp32", "bf16"]
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -71,35 +123,29 @@ def main(argv=None) -> None:
         f"{torch.__version__}, T={args.T}, batch {args.batch}"
     )
     models = _models(args.T)
-    train = {name: train_step_fn(m, f, args.batch) for name, (m, f) in models.items()}
-    print("\n## training step (s, median)")
-    _timed_warmup(train)
-    t = interleaved(train, args.reps)
-    for name, sec in t.items():
-        print(
-            f"{name:>14}: {sec:.3f} s   (ours eager / this = {t['ours eager'] / sec:.2f}x, "
-            f"SJ compiled / this = {t['SJ compiled'] / sec:.2f}x)"
-        )
+    for precision in args.precision:
+        train = {
+            name: train_step(m, f, fused, args.batch, precision == "bf16")
+            for name, (m, f, fused) in models.items()
+        }
+        print(f"\n## training step, {precision} (s, median)")
+        _timed_warmup(train)
+        _report(interleaved(train, args.reps), lambda s: f"{s:.3f} s")
     images = torch.rand(args.batch, 1, 28, 28)
 
     def infer(model, forward):
         def run():
+            model.eval()
             with torch.no_grad():
                 forward(images)
 
         return run
 
-    for model, _ in models.values():
-        model.eval()
-    inference = {name: infer(m, f) for name, (m, f) in models.items()}
-    print("\n## inference, eval mode, no_grad (images/s, median)")
+    # one model per (family, compiled): the fused-Adam twins would only repeat these
+    inference = {n: infer(m, f) for n, (m, f, fused) in models.items() if not fused}
+    print("\n## inference, fp32, eval mode, no_grad (images/s, median)")
     _timed_warmup(inference)
-    t = interleaved(inference, args.reps)
-    for name, sec in t.items():
-        print(
-            f"{name:>14}: {args.batch / sec:8.1f} images/s   "
-            f"(vs ours eager {t['ours eager'] / sec:.2f}x)"
-        )
+    _report(interleaved(inference, args.reps), lambda s: f"{args.batch / s:8.1f} images/s")
 
 
 if __name__ == "__main__":

@@ -16,9 +16,19 @@ from torch import nn
 from plif_zoo import LIFNode, PLIFNode, SpikeMaxPool2d, backends, create_model
 from plif_zoo.cpu import _neuron, _pool
 
-BACKENDS = ["torch"] + [b for b in ("cpu",) if backends.available(b)]
-if torch.cuda.is_available() and backends.available("cupy"):
-    BACKENDS.append("cupy")
+CPU_KERNELS = ["cpu"] if backends.available("cpu") else []
+# The cupy cases carry the gpu marker, so that benchmarks/gpu_check.sh (pytest -m gpu) runs them.
+CUPY = pytest.param(
+    "cupy",
+    marks=[
+        pytest.mark.gpu,
+        pytest.mark.skipif(
+            not (torch.cuda.is_available() and backends.available("cupy")),
+            reason="needs a CUDA device and cupy",
+        ),
+    ],
+)
+BACKENDS = ["torch", *CPU_KERNELS, CUPY]
 
 
 def _small_net(backend: str) -> nn.Module:
@@ -90,7 +100,7 @@ def test_fullgraph_compile_of_a_zoo_model_equals_eager(backend, train):
     _assert_compiled_equals_eager(model, torch.rand(2, 1, 28, 28, device=_device(backend)))
 
 
-@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "torch"])
+@pytest.mark.parametrize("backend", [*CPU_KERNELS, CUPY])
 def test_inductor_compile_of_a_zoo_model_trains_like_eager(backend):
     torch.manual_seed(3)
     model = create_model("fashion-mnist-plif", T=2, backend=backend).to(_device(backend)).train()
@@ -139,7 +149,7 @@ def _neuron_args(hard, decay_input, store_v_seq, detach_reset, dtype=torch.float
     )
 
 
-@pytest.mark.skipif("cpu" not in BACKENDS, reason="no compiled CPU backend here")
+@pytest.mark.skipif(not CPU_KERNELS, reason="no compiled CPU backend here")
 @pytest.mark.parametrize(
     "options",
     [
@@ -173,7 +183,7 @@ def test_opcheck_cpu_neuron_ops(options, shared):
     )
 
 
-@pytest.mark.skipif("cpu" not in BACKENDS, reason="no compiled CPU backend here")
+@pytest.mark.skipif(not CPU_KERNELS, reason="no compiled CPU backend here")
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("window", [(2, 2, 2, 2), (3, 2, 2, 1)])
 def test_opcheck_cpu_max_pool_ops(channels_last, window):
@@ -186,7 +196,7 @@ def test_opcheck_cpu_max_pool_ops(channels_last, window):
 
 
 def test_surrogate_spikes_equal_for_other_surrogates_under_compile():
-    backend = BACKENDS[-1] if BACKENDS[-1] != "cupy" else "cpu"
+    backend = (CPU_KERNELS or ["torch"])[0]
     node = PLIFNode(
         surrogate_function=surrogate.Sigmoid(alpha=4.0), detach_reset=False, backend=backend
     )
