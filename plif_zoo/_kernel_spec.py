@@ -10,7 +10,9 @@ from __future__ import annotations
 import torch
 from spikingjelly.activation_based import surrogate
 
-__all__ = ["SURROGATE_IDS", "surrogate_spec", "c_defines"]
+__all__ = ["SURROGATE_IDS", "MAX_WINDOW", "surrogate_spec", "supports", "c_defines"]
+
+MAX_WINDOW = 256  # pool.cpp and max_pool.cu keep a window position in a uint8
 
 # (macro suffix, SpikingJelly class); the position is the id the kernels switch on.
 _SURROGATES: tuple[tuple[str, type], ...] = (
@@ -43,3 +45,9 @@ def surrogate_spec(surrogate_function: torch.nn.Module) -> tuple[int, float] | N
     if not isinstance(params, dict) or set(params) != {"alpha"}:
         return None
     return sg_id, float(params["alpha"])
+
+
+def supports(cfg) -> bool:
+    """Whether the kernels implement this NeuronConfig: its surrogate has a kernel id. Both
+    backends export it as their ``supports``."""
+    return surrogate_spec(cfg.surrogate_function) is not None

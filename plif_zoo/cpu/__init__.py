@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .._kernel_spec import surrogate_spec
+from .._kernel_spec import MAX_WINDOW, supports
 from . import _build
 from ._neuron import neuron_multi_step
-from ._pool import MAX_WINDOW, max_pool_multi_step
+from ._pool import max_pool_multi_step
 
 if TYPE_CHECKING:
     from ..neurons import NeuronConfig
@@ -42,11 +42,6 @@ def available() -> bool:
 
 def why_unavailable() -> str:
     return _build.error()
-
-
-def supports(cfg: NeuronConfig) -> bool:
-    """Whether the compiled code implements this neuron's surrogate (see _kernel_spec.py)."""
-    return surrogate_spec(cfg.surrogate_function) is not None
 
 
 def _real_float(x: torch.Tensor) -> bool:

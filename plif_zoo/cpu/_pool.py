@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from .._kernel_spec import MAX_WINDOW
 from . import _build, _memory
 from ._build import SUFFIX
-
-MAX_WINDOW = 256  # pool.cpp keeps the window position in a uint8
-
 
 # Forward and backward as torch.library custom ops (see _neuron.py for why). The forward keeps
 # one uint8 window position per output for the backward when ``keep_arg`` (else returns an

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .._kernel_spec import surrogate_spec
+from .._kernel_spec import MAX_WINDOW, supports, surrogate_spec
 from . import build
 from .build import DTYPE_NAMES
 
@@ -36,8 +36,6 @@ __all__ = [
     "neuron_multi_step",
     "max_pool_multi_step",
 ]
-
-MAX_WINDOW = 256  # max_pool.cu keeps the window position in a uint8
 
 
 @functools.lru_cache(maxsize=1)
@@ -131,11 +129,6 @@ def install_hint(driver: int | None = -1) -> str:
 def available() -> bool:
     """True when cupy, NVRTC and a CUDA device are present and the kernels build and load."""
     return why_unavailable() == ""
-
-
-def supports(cfg: NeuronConfig) -> bool:
-    """Whether the kernels implement this NeuronConfig (its surrogate has a kernel id)."""
-    return surrogate_spec(cfg.surrogate_function) is not None
 
 
 def supports_neuron(x_seq: torch.Tensor, cfg: NeuronConfig) -> bool:
