@@ -115,33 +115,11 @@ def bench_neurons_current(steps_list, sizes, dtypes) -> list[dict]:
                 for name, make in impls.items():
                     try:
                         node = make().cuda()
-                        ms = time_ms(_node_step(node, x, grad_s, functional.reset_net))
-                    except (
-                        Exception
-                    ) as err:  # report and go on: one failing peer must not hide the rest
-                        _record(
-                            rows,
-                            dict(
-                                kind="neuron",
-                                impl=name,
-                                dtype=dtype_name,
-                                steps=steps,
-                                log2=log2,
-                                error=f"{type(err).__name__}: {err}"[:200],
-                            ),
-                        )
-                        continue
-                    _record(
-                        rows,
-                        dict(
-                            kind="neuron",
-                            impl=name,
-                            dtype=dtype_name,
-                            steps=steps,
-                            log2=log2,
-                            ms=ms,
-                        ),
-                    )
+                        result = {"ms": time_ms(_node_step(node, x, grad_s, functional.reset_net))}
+                    except Exception as err:  # report and go on: one failing peer must not hide
+                        result = {"error": f"{type(err).__name__}: {err}"[:200]}  # the rest
+                    row = dict(kind="neuron", impl=name, dtype=dtype_name, steps=steps, log2=log2)
+                    _record(rows, {**row, **result})
                 del x, grad_s
                 torch.cuda.empty_cache()
     return rows
