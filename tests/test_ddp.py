@@ -68,7 +68,8 @@ def test_two_cpu_processes_train_one_run_and_resume(tmp_path, tiny_config):
     assert len(ckpt["rng"]) == 2 and not torch.equal(
         ckpt["rng"][0]["torch"], ckpt["rng"][1]["torch"]
     )
-    torchrun(*common, "--epochs", "2", "--resume")
+    # resumed with --compile: the network compiled inside DDP (a runtime choice, like --threads)
+    torchrun(*common, "--epochs", "2", "--resume", "--compile")
     with open(out / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [1, 2]

@@ -123,11 +123,12 @@ def start_run(run: Run, state: RunState, resumed: bool, progress: bool | None) -
     """DDP wrapper (after the restore: it broadcasts rank 0's weights), outputs, stop signals."""
     cfg, dist, sets = run.cfg, run.dist, run.sets
     run.net = run.model
+    if cfg.compile:  # the training step only: evaluation runs the eager run.model in fp32
+        # The network, inside DDP: dynamo cannot trace DDP's forward in one graph.
+        run.net = torch.compile(run.model, fullgraph=True, dynamic=False)
     if dist.enabled:
         device_ids = [run.device.index] if run.device.type == "cuda" else None
-        run.net = nn.parallel.DistributedDataParallel(run.model, device_ids=device_ids)
-    if cfg.compile:  # the training step only: evaluation runs the eager run.model in fp32
-        run.net = torch.compile(run.net, fullgraph=True, dynamic=False)
+        run.net = nn.parallel.DistributedDataParallel(run.net, device_ids=device_ids)
     run.writer = RunWriter(run.out, dist.main, purge_step=state.epoch + 1 if resumed else None)
     run.hardware = hardware_name(run.device, torch.get_num_threads(), dist.world)
     run.stop = Stop(active=not dist.enabled)
