@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -357,3 +358,35 @@ def test_download_uses_torchvision_against_a_local_mirror(tmp_path, monkeypatch)
         server.shutdown()
     assert len(test) == 10000 and test.targets[0] == 9
     assert (tmp_path / "fm" / "FashionMNIST" / "raw" / "t10k-images-idx3-ubyte.gz").is_file()
+
+
+def test_event_conversion_is_atomic_and_a_cut_short_one_is_redone(tmp_path, monkeypatch):
+    from spikingjelly.datasets import n_mnist
+
+    rng = np.random.default_rng(2)
+    for split in ("Train", "Test"):
+        for digit in range(10):
+            folder = tmp_path / "extract" / split / str(digit)
+            folder.mkdir(parents=True)
+            (folder / "00000.bin").write_bytes(nmnist_bin(random_events(rng, 12, 34)))
+    convert = n_mnist.NMNIST.create_raw_from_extracted
+
+    def fails_midway(extract_root, events_np_root):
+        (Path(events_np_root) / "partial.npz").write_bytes(b"")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(n_mnist.NMNIST, "create_raw_from_extracted", staticmethod(fails_midway))
+    with pytest.raises(OSError, match="No space"):
+        data.get_dataset("nmnist", "test", tmp_path, T=4)
+    assert not (tmp_path / "events_np").exists()
+    assert not (tmp_path / "events_np.building").exists()
+    # a conversion killed mid-way (its temporary folder left behind) is redone
+    (tmp_path / "events_np.building").mkdir()
+    monkeypatch.setattr(n_mnist.NMNIST, "create_raw_from_extracted", staticmethod(convert))
+    assert len(data.get_dataset("nmnist", "test", tmp_path, T=4)) == 10
+    assert not (tmp_path / "events_np.building").exists()
+    # an in-place conversion of an earlier version, cut short: marker file, partial events_np/
+    shutil.rmtree(tmp_path / "frames_number_4_split_by_number")
+    shutil.rmtree(tmp_path / "events_np" / "test" / "9")
+    (tmp_path / "events_np.building").touch()
+    assert len(data.get_dataset("nmnist", "test", tmp_path, T=4)) == 10

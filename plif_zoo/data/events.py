@@ -7,6 +7,8 @@ natural file order train, the last 10% test.
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -55,18 +57,27 @@ def _prepare_events(name: str, root: Path) -> None:
     """Make sure ``root/events_np`` exists, converting ``root/extract`` with SpikingJelly's own
     converter when the archives are not there (SpikingJelly would insist on md5-checked
     archives)."""
-    raw_root = root / "events_np"
+    raw_root, building = root / "events_np", root / "events_np.building"
+    if building.is_file():  # earlier versions converted in place, with this file as the marker
+        building.unlink()
+        shutil.rmtree(raw_root, ignore_errors=True)
+    elif building.is_dir():  # a conversion that was cut short
+        shutil.rmtree(building)
     if raw_root.exists():
         return
     expected, markers = _EVENT_ORIGINALS[name]
     extract = root / "extract"
     download = root / "download"
     if extract.is_dir() and all((extract / m).exists() for m in markers):
-        marker = raw_root.with_name(raw_root.name + ".building")
-        marker.touch(exist_ok=False)
-        raw_root.mkdir()
-        _sj_class(name).create_raw_from_extracted(extract, raw_root)
-        marker.unlink()
+        # Convert into a temporary folder and rename it: a kill or an error mid-way never
+        # leaves a partial events_np/ that a later run would take for the whole dataset.
+        building.mkdir()
+        try:
+            _sj_class(name).create_raw_from_extracted(extract, building)
+        except BaseException:
+            shutil.rmtree(building, ignore_errors=True)
+            raise
+        os.replace(building, raw_root)
         return
     if download.is_dir() and any(download.iterdir()):
         return  # SpikingJelly checks the archives' md5 and extracts them
