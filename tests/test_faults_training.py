@@ -529,3 +529,13 @@ def test_the_lock_note_is_rewritten_by_each_run(tmp_path):
     with training.run_lock.RunLock(out):
         note = (out / "train.lock").read_text()
     assert note.startswith(f"pid {os.getpid()} on ") and time.strftime("%Y-") in note
+
+
+def test_a_failed_start_leaves_ctrl_c_and_the_signal_handlers_as_they_were(tmp_path, monkeypatch):
+    import signal
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    monkeypatch.setattr(training.run_dir.RunWriter, "write_config", _full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        run(tmp_path, "run")
+    assert {sig: signal.getsignal(sig) for sig in before} == before

@@ -130,10 +130,13 @@ def start_run(run: Run, state: RunState, resumed: bool, progress: bool | None) -
         device_ids = [run.device.index] if run.device.type == "cuda" else None
         run.net = nn.parallel.DistributedDataParallel(run.net, device_ids=device_ids)
     run.writer = RunWriter(run.out, dist.main, purge_step=state.epoch + 1 if resumed else None)
+    try:
+        run.writer.write_config(cfg)
+    except BaseException:  # e.g. a full disk: no TensorBoard thread left behind
+        run.writer.close()
+        raise
     run.hardware = hardware_name(run.device, torch.get_num_threads(), dist.world)
-    run.stop = Stop(active=not dist.enabled)
     run.show = (sys.stderr.isatty() if progress is None else progress) and dist.main
-    run.writer.write_config(cfg)
     if dist.main:
         print(
             f"training {cfg.model} on {cfg.dataset}: {len(sets['train'])} train / "
@@ -145,3 +148,5 @@ def start_run(run: Run, state: RunState, resumed: bool, progress: bool | None) -
     run.sampler = DistributedSampler(
         sets["train"], num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=cfg.seed
     )
+    # Last: from here on the caller's try/finally restores the signal handlers (Ctrl-C).
+    run.stop = Stop(active=not dist.enabled)
