@@ -134,7 +134,7 @@ def test_finetune_to_a_new_class_count(tmp_path, config):
     out = tmp_path / "ft"
     proc = cli(
         "finetune",
-        f"local-dir:{base / 'best'}",
+        str(base / "best"),  # a bare model folder
         "--data-dir",
         str(tmp_path / "images"),
         "--num-classes",

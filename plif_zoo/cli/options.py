@@ -83,6 +83,8 @@ def model(text: str) -> str:
     """A registry id, an existing model folder, local-dir:PATH or hf-hub:ORG/NAME."""
     from ..registry import check_model_id
 
+    if os.path.isdir(text) and not text.startswith(("hf-hub:", "local-dir:")):
+        return f"local-dir:{text}"  # one spelling for load(), training and the card
     if text.startswith(("hf-hub:", "local-dir:")) or os.path.exists(text):
         return text
     try:
