@@ -82,7 +82,7 @@ def resolve(
     NeuronConfig, ``pool`` the max-pool's (kernel, stride). An explicitly chosen backend that
     cannot run here at all (wrong device, not installed, surrogate without a kernel) is an
     error; an input that its kernels do not take (a dtype, an empty tensor, a window over 256
-    elements, overlapping windows) falls back to the reference, as under ``auto``.
+    elements, overlapping windows on cupy) falls back to the reference, as under ``auto``.
     """
     check_name(backend)
     if backend == "torch":

@@ -88,8 +88,11 @@ def max_pool_multi_step(
 
 def _check_fits(x: torch.Tensor, kernel: tuple[int, int]) -> None:
     """An input smaller than the window has no output position: one error on every backend."""
-    if x.dim() < 3:
-        raise ValueError(f"pooling needs [..., C, H, W] input, got shape {tuple(x.shape)}")
+    if x.dim() < 4:
+        raise ValueError(
+            f"pooling needs [T, N, C, H, W] (or any [M, C, H, W]) input, got shape "
+            f"{tuple(x.shape)}; add the missing dimensions with unsqueeze"
+        )
     h, w = x.shape[-2:]
     if h < kernel[0] or w < kernel[1]:
         raise ValueError(

@@ -5,6 +5,7 @@ import torch
 from spikingjelly.activation_based import layer
 
 from plif_zoo import SpikeAvgPool2d, SpikeMaxPool2d
+from plif_zoo.pooling import max_pool_multi_step
 
 
 def _spikes(shape, p=0.3, seed=0):
@@ -99,6 +100,12 @@ def test_input_smaller_than_the_window_is_one_clear_error_on_every_backend(backe
     for layer_cls in (SpikeMaxPool2d, SpikeAvgPool2d):
         with pytest.raises(ValueError, match="2x5 is smaller than the pooling window 3x3"):
             layer_cls(kernel, stride, backend=backend)(x)
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpu", "auto"])
+def test_input_without_a_channel_dim_is_one_clear_error_on_every_backend(backend):
+    with pytest.raises(ValueError, match=r"pooling needs \[T, N, C, H, W\].*got shape \(3, 8, 8\)"):
+        max_pool_multi_step(_spikes((3, 8, 8)), (2, 2), (2, 2), backend)
 
 
 NAN = float("nan")

@@ -187,7 +187,7 @@ def neuron_multi_step(
 
 
 def max_pool_multi_step(x_seq: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int]):
-    """Max-pool ``x_seq: [T, N, C, H, W]`` (any [..., H, W]) on CUDA, for inputs that
+    """Max-pool ``x_seq: [T, N, C, H, W]`` (any [M, C, H, W]) on CUDA, for inputs that
     ``supports_pool`` accepts -> [..., H/kh, W/kw]."""
     from . import ops
 
