@@ -17,7 +17,8 @@ if [ -f plif_zoo/cuda/__main__.py ]; then
     'cuda-bindings>=12.9,<13' cuda-pathfinder nvidia-cuda-nvrtc-cu12 nvidia-cuda-runtime-cu12 \
     && touch "$N12/.complete"; }
   nvrtc12=$(LD_PRELOAD="$PWD/$N12/nvidia/cuda_nvrtc/lib/libnvrtc.so.12" PYTHONPATH="$PWD/$N12" \
-    CUDA_PATH="$PWD/$N12/nvidia/cuda_runtime" python -m plif_zoo.cuda --compile-only --arch sm_80 --arch sm_90)
+    CUDA_PATH="$PWD/$N12/nvidia/cuda_runtime" python -m plif_zoo.cuda --compile-only --arch sm_80 --arch sm_90) \
+    || { echo "$nvrtc12"; echo "test.sh: the NVRTC 12 compile check failed" >&2; exit 1; }
   grep -q '^NVRTC 12\.' <<<"$nvrtc12" || { echo "$nvrtc12"; echo "test.sh: NVRTC 12 was not the one used" >&2; exit 1; }
   grep -c '^ok' <<<"$nvrtc12" | sed 's/^/NVRTC 12 compile check: kernel entries ok: /'
 fi
