@@ -4,6 +4,7 @@ warning), and both image-folder splits number their classes from one list."""
 from __future__ import annotations
 
 import gzip
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,35 @@ def test_a_label_outside_the_classes_is_an_error_naming_the_file(tmp_path):
     ):
         data.get_dataset("mnist", "test", tmp_path)
     assert len(data.get_dataset("mnist", "train", tmp_path)) > 0  # the intact split still loads
+
+
+@pytest.mark.parametrize("how", ["magic", "truncated", "count"])
+def test_a_damaged_idx_file_is_a_data_file_error_naming_it(tmp_path, how):
+    x, y = tiny_mnist(tmp_path)
+    if how == "count":  # 10 images, 9 labels
+        write_idx(tmp_path, "t10k", x[:10], y[:9])
+    else:
+        path = tmp_path / "t10k-images-idx3-ubyte.gz"
+        with gzip.open(path) as f:
+            raw = f.read()
+        raw = b"<htm" + raw[4:] if how == "magic" else raw[:-5]
+        with gzip.open(path, "wb") as f:
+            f.write(raw)
+    with pytest.raises(DataFileError, match="t10k-.*fetch") as err:
+        data.get_dataset("mnist", "test", tmp_path)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a pickle at all", pickle.dumps({"data": 1})])
+def test_a_damaged_cifar_batch_is_a_data_file_error_naming_it(tmp_path, content):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    batch = {"data": np.zeros((2, 3072), dtype=np.uint8), "labels": [0, 1]}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (folder / name).write_bytes(pickle.dumps(batch))
+    (folder / "test_batch").write_bytes(content)
+    with pytest.raises(DataFileError, match="test_batch is not a CIFAR-10 python batch"):
+        data.get_dataset("cifar10", "test", tmp_path)
 
 
 def test_a_gz_file_that_is_fine_still_loads(tmp_path):

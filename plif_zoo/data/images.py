@@ -57,13 +57,16 @@ def _read_idx(path: Path) -> np.ndarray:
             f"damaged: fetch the file again (or give the uncompressed file without .gz)"
         ) from err
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise ValueError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
+        raise DataFileError(
+            f"{path} is not an unsigned-byte IDX file (bad magic number); fetch it again"
+        )
     ndim = data[3]
     dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(dims)):
-        raise ValueError(
-            f"{path}: header says {dims} but holds {body.size} bytes; the file is truncated"
+        raise DataFileError(
+            f"{path}: header says {dims} but holds {body.size} bytes; the file is truncated: "
+            f"fetch it again"
         )
     return body.reshape(dims)
 
@@ -114,7 +117,10 @@ def _load_idx_split(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tenso
     x = _read_idx(images)
     y = _read_idx(labels)
     if len(x) != len(y):
-        raise ValueError(f"{images} holds {len(x)} images but {labels} holds {len(y)} labels")
+        raise DataFileError(
+            f"{images} holds {len(x)} images but {labels} holds {len(y)} labels; one of them is "
+            f"damaged or from another dataset: fetch both again"
+        )
     _check_labels(y, 10, labels)
     return torch.from_numpy(x.copy()).unsqueeze(1), torch.from_numpy(y.astype(np.int64))
 
@@ -150,10 +156,16 @@ def _find_cifar(data_dir: Path | None, download: bool) -> Path:
 def _load_cifar_split(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     xs, ys = [], []
     for f in _CIFAR_TRAIN if split == "train" else _CIFAR_TEST:
-        with open(folder / f, "rb") as fh:
-            batch = pickle.load(fh, encoding="latin1")
-        xs.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        ys.append(np.asarray(batch["labels"], dtype=np.int64))
+        try:  # CIFAR-10's python batches are pickles (torchvision reads them the same way)
+            with open(folder / f, "rb") as fh:
+                batch = pickle.load(fh, encoding="latin1")
+            xs.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            ys.append(np.asarray(batch["labels"], dtype=np.int64))
+        except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as err:
+            raise DataFileError(
+                f"{folder / f} is not a CIFAR-10 python batch ({type(err).__name__}: {err}); "
+                f"the file is damaged: fetch cifar-10-python.tar.gz again"
+            ) from err
         _check_labels(ys[-1], 10, folder / f)
     return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
 
