@@ -539,3 +539,8 @@ def test_a_failed_start_leaves_ctrl_c_and_the_signal_handlers_as_they_were(tmp_p
     with pytest.raises(OSError, match="No space left"):
         run(tmp_path, "run")
     assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
+def test_train_without_a_config_says_what_it_needs():
+    with pytest.raises(TypeError, match=r"train\(\) needs a config: a registry id"):
+        training.train(epochs=1)

@@ -116,9 +116,7 @@ def load_config(model_or_config: str, **overrides: Any) -> TrainConfig:
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"unknown config keys {unknown}; valid keys: {', '.join(sorted(known))}")
-    cfg = TrainConfig(**values)
-    check_config(cfg)
-    return cfg
+    return TrainConfig(**values)  # checked in __post_init__
 
 
 def _is_int(v: Any) -> bool:
@@ -178,10 +176,15 @@ def resolve_config(config: TrainConfig | str | None, overrides: dict[str, Any]) 
     """``train``'s arguments as one checked TrainConfig with its dataset and run folder filled
     in."""
     if isinstance(config, TrainConfig):
+        # (replace runs __post_init__, which checks the values)
         cfg = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
-        check_config(cfg)
     else:
         if config is None:
+            if overrides.get("model") is None:
+                raise TypeError(
+                    "train() needs a config: a registry id, a YAML file or a TrainConfig, "
+                    "e.g. train('fashion-mnist-plif', data_dir=...)"
+                )
             config = overrides.pop("model")
         cfg = load_config(config, **overrides)
     if cfg.dataset is None:
