@@ -73,7 +73,8 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def digest_path(path: Path) -> Path:
-    """Where the sha256 of a cached build is recorded: ``<name>.sha256`` beside it."""
+    """Where the sha256 of a file is recorded: ``<name>.sha256`` beside it (cached builds,
+    training checkpoints)."""
     return path.with_name(path.name + ".sha256")
 
 

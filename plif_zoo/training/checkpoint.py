@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 import torch
 
-from .._io import atomic_write, sha256_file
+from .._io import atomic_write, digest_path, sha256_file
 from ..errors import CheckpointError
 from .config import RUNTIME_KEYS, TrainConfig
 from .run_lock import disk_errors
@@ -30,7 +30,6 @@ from .state import RunState
 
 __all__ = [
     "CHECKPOINT",
-    "CHECKSUMS",
     "load_checkpoint",
     "check_resume",
     "save_checkpoint",
@@ -39,7 +38,6 @@ __all__ = [
 ]
 
 CHECKPOINT = "checkpoint.pt"
-CHECKSUMS = CHECKPOINT + ".sha256"  # sha256sum lines of the accepted checkpoint.pt contents
 FORMAT = 1
 
 
@@ -61,10 +59,6 @@ def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
 def _tuplify(x):
     # weights_only loading turns the tuples of random.getstate() into lists
     return tuple(_tuplify(v) for v in x) if isinstance(x, (list, tuple)) else x
-
-
-def _sums_path(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256")
 
 
 def _recorded(sums: Path) -> list[str] | None:
@@ -115,7 +109,7 @@ def _verify(f: BinaryIO, path: Path) -> bool:
 
     False when a training replaced the file or its record meanwhile (open it again); a
     CheckpointError when the bytes do not match a record that stayed put."""
-    sums = _sums_path(path)
+    sums = digest_path(path)  # sha256sum lines of the accepted contents
     before = _recorded(sums)
     if before is None:
         _check_zip_crc(f, path)
@@ -207,7 +201,7 @@ def save_checkpoint(
         "rng": rng,
         **state.state_dict(),
     }
-    sums = _sums_path(path)
+    sums = digest_path(path)
     try:
         previous = _recorded(sums)
     except CheckpointError:  # an unreadable record is rewritten, not a reason to stop training
