@@ -1,7 +1,7 @@
 """plif-zoo: PLIF/LIF neurons, spike max-pooling and the model zoo of Fang et al. (ICCV 2021)."""
 
+from ._io import library_version
 from .factory import create_model, load, push_to_hub, save_pretrained
-from .model_folder import library_version
 from .networks import NetworkConfig, SpikingConvNet
 from .neurons import LIFNode, PLIFNode
 from .pooling import SpikeAvgPool2d, SpikeMaxPool2d

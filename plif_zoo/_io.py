@@ -1,4 +1,5 @@
-"""Small file helpers shared by every layer: atomic writes, sha256, the cache folder, the CPU name.
+"""Small helpers shared by every layer: atomic writes, sha256, the cache folder, the CPU name,
+the installed version.
 
 A leaf module: it imports nothing from plif_zoo. Every file the package writes (weights,
 configs, checkpoints, CSVs, figures, compiled kernels) goes through :func:`atomic_write`, so a
@@ -8,6 +9,7 @@ kill or a full disk leaves either the old file or the new one, never half of one
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import os
 import platform
 import tempfile
@@ -22,7 +24,17 @@ __all__ = [
     "cache_dir",
     "cpu_name",
     "cpu_fingerprint",
+    "library_version",
 ]
+
+
+def library_version() -> str:
+    """The installed plif-zoo version (set once, in pyproject.toml); ``0+unknown`` for a source
+    tree on sys.path that was never pip-installed."""
+    try:
+        return importlib.metadata.version("plif-zoo")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
 
 
 def atomic_write(path: str | os.PathLike, data: bytes | str | Callable[[Path], None]) -> Path:

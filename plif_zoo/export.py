@@ -29,7 +29,6 @@ refused, as is any module this mapping does not know.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
 from pathlib import Path
@@ -38,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._io import atomic_write
+from ._io import atomic_write, library_version
 from .networks import NetworkConfig, SpikingConvNet
 from .neurons import LIFNode, PLIFNode
 from .pooling import SpikeAvgPool2d, SpikeMaxPool2d
@@ -251,10 +250,7 @@ def _metadata(model: SpikingConvNet, dt: float, T: int, model_id, weights_sha256
         )
     else:
         contract = f"event frames: frame t [{chw}] of raw event counts fed at step t, T frames"
-    try:
-        version = importlib.metadata.version("plif-zoo")
-    except importlib.metadata.PackageNotFoundError:
-        version = "unknown"
+    version = library_version()
     meta = {
         "format": EXPORT_FORMAT,
         "dt": float(dt),

@@ -15,8 +15,7 @@ from pathlib import Path
 
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-from ._io import sha256_file
-from .errors import ChecksumError, HubDownloadError
+from .errors import HubDownloadError
 from .model_folder import (
     CARD_NAME,
     CONFIG_NAME,
@@ -28,7 +27,6 @@ from .model_folder import (
 )
 
 __all__ = [
-    "ChecksumError",
     "HubDownloadError",
     "check_repo_id",
     "check_revision",
@@ -36,12 +34,6 @@ __all__ = [
     "hub_timeouts",
     "download",
     "upload_folder",
-    # re-exported from their homes for code written against the old hub module
-    "CONFIG_NAME",
-    "WEIGHTS_NAME",
-    "CARD_NAME",
-    "read_config",
-    "sha256_file",
 ]
 
 _REVISION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")

@@ -9,7 +9,6 @@ This module knows neither the registry nor the Hub: it is the format both of the
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
 from pathlib import Path
@@ -19,7 +18,7 @@ from huggingface_hub import EvalResult, ModelCardData
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ._io import atomic_write, sha256_file
+from ._io import atomic_write, library_version, sha256_file
 from .errors import ChecksumError, ModelFolderError
 from .networks import NetworkConfig, SpikingConvNet
 
@@ -29,7 +28,6 @@ __all__ = [
     "CARD_NAME",
     "FORMAT_VERSION",
     "LIBRARY_NAME",
-    "library_version",
     "write_folder",
     "model_card",
     "read_config",
@@ -44,17 +42,6 @@ WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
 FORMAT_VERSION = 1
 LIBRARY_NAME = "plif-zoo"
-
-
-def library_version() -> str:
-    """The installed plif-zoo version (set once, in pyproject.toml); ``0+unknown`` when not
-    installed."""
-    try:
-        return importlib.metadata.version(LIBRARY_NAME)
-    except (
-        importlib.metadata.PackageNotFoundError
-    ):  # a source tree on sys.path, never pip-installed
-        return "0+unknown"
 
 
 # ---------------------------------------------------------------------------- writing

@@ -123,7 +123,7 @@ def test_training_lowers_the_loss_and_writes_the_run_folder(tmp_path):
     assert list((out / "tb").glob("events.out.tfevents.*"))
     # the best model is a zoo model folder with its metrics in the card
     best = plif_zoo.load(f"local-dir:{out / 'best'}")
-    card = plif_zoo.hub.read_config(out / "best")["card"]
+    card = plif_zoo.model_folder.read_config(out / "best")["card"]
     assert card["best_epoch"] == int(rows[vals.index(max(vals))]["epoch"])
     assert card["metrics"]["accuracy_b"] == pytest.approx(
         100 * tests[card["best_epoch"] - 1]
