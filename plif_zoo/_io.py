@@ -70,6 +70,15 @@ def atomic_write(path: str | os.PathLike, data: bytes | str | Callable[[Path], N
 
 
 def _umask() -> int:
+    """The process umask, read from /proc on Linux: setting it (the portable way to read it)
+    would give files that other threads (TensorBoard, DataLoader) create meanwhile mode 0666."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask

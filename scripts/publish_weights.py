@@ -44,7 +44,8 @@ def main() -> None:
     args = parser.parse_args()
 
     run = args.run_dir
-    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    with open(run / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
     best_cfg = json.loads((run / "best" / "config.json").read_text())["card"]
     model = plif_zoo.load(f"local-dir:{run / 'best'}")
     if args.float16:  # measure exactly the weights that are stored (not the unsaved buffers)

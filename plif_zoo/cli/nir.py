@@ -10,12 +10,11 @@ from . import options as opt
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    import json
     from pathlib import Path
 
-    from .._io import sha256_file
     from ..export import MissingExtraError, require_nir, to_nir, write_nir
     from ..factory import load
+    from ..model_folder import WEIGHTS_NAME, read_config
     from ..registry import model_info
 
     def fail(message: str) -> int:
@@ -34,13 +33,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     except MissingExtraError as err:
         return fail(str(err))
     folder = Path(args.model.removeprefix("local-dir:"))
-    if folder.is_dir() and (folder / "model.safetensors").is_file():
-        model = load(f"local-dir:{folder}", backend="torch")
-        card = json.loads((folder / "config.json").read_text()).get("card", {})
-        model_id, sha256 = (
-            card.get("model_id") or folder.name,
-            sha256_file(folder / "model.safetensors"),
-        )
+    if folder.is_dir() and (folder / WEIGHTS_NAME).is_file():
+        model = load(f"local-dir:{folder}", backend="torch")  # checks the weights' sha256
+        config = read_config(folder)
+        model_id = config.get("card", {}).get("model_id") or folder.name
+        sha256 = config["files"][WEIGHTS_NAME]["sha256"]
     else:
         model = load(args.model, backend="torch")
         weights = None if args.model.startswith("hf-hub:") else model_info(args.model).weights

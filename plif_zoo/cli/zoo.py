@@ -70,11 +70,11 @@ def cmd_push(args: argparse.Namespace) -> int:
 
     from ..factory import push_to_hub
     from ..model_folder import read_config
-    from ..registry import published_entry
+    from ..registry import HUB_ORG, published_entry
 
     folder = Path(args.folder)
     model_id = read_config(folder).get("card", {}).get("model_id") or folder.name
-    repo = args.repo or f"plif-zoo/{model_id}"
+    repo = args.repo or f"{HUB_ORG}/{model_id}"
     info = push_to_hub(folder, repo, revision=args.revision, private=args.private)
     print(f"pushed {folder} to {repo} at commit {info.oid}")
     print("register it with this line in PUBLISHED_WEIGHTS (plif_zoo/registry.py):")

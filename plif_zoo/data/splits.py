@@ -43,7 +43,7 @@ def train_val_indices(
 
 
 class SubsetWithTargets(Dataset):
-    """A subset that keeps ``targets`` and swaps in its own transform (e.g. none for validation)."""
+    """A subset that keeps ``targets`` (the base dataset brings its own transform)."""
 
     def __init__(self, base: Dataset, indices: Sequence[int]):
         self.base = base
