@@ -22,7 +22,7 @@ from .run_dir import RunWriter, hardware_name
 from .runtime import Dist, Stop, barrier
 from .state import RunState
 
-__all__ = ["Run", "build_run", "set_train_mode", "start_run"]
+__all__ = ["Run", "build_run", "compile_network", "set_train_mode", "start_run"]
 
 
 @dataclass
@@ -70,6 +70,12 @@ def _freeze_features(model: nn.Module) -> None:
         raise ValueError(f"{type(model).__name__} has no `features` part to freeze")
     for p in model.features.parameters():
         p.requires_grad_(False)
+
+
+def compile_network(model: nn.Module) -> nn.Module:
+    """``--compile``: one graph per mode (train / eval), static shapes (training batches all
+    have one size)."""
+    return torch.compile(model, fullgraph=True, dynamic=False)
 
 
 def set_train_mode(model: nn.Module, cfg: TrainConfig) -> None:
@@ -125,7 +131,7 @@ def start_run(run: Run, state: RunState, resumed: bool, progress: bool | None) -
     run.net = run.model
     if cfg.compile:  # the training step only: evaluation runs the eager run.model in fp32
         # The network, inside DDP: dynamo cannot trace DDP's forward in one graph.
-        run.net = torch.compile(run.model, fullgraph=True, dynamic=False)
+        run.net = compile_network(run.model)
     if dist.enabled:
         device_ids = [run.device.index] if run.device.type == "cuda" else None
         run.net = nn.parallel.DistributedDataParallel(run.net, device_ids=device_ids)
