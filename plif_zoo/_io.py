@@ -25,14 +25,17 @@ __all__ = [
     "cpu_name",
     "cpu_fingerprint",
     "library_version",
+    "LIBRARY_NAME",
 ]
+
+LIBRARY_NAME = "plif-zoo"  # the distribution name: pip, Hub library_name, safetensors metadata
 
 
 def library_version() -> str:
     """The installed plif-zoo version (set once, in pyproject.toml); ``0+unknown`` for a source
     tree on sys.path that was never pip-installed."""
     try:
-        return importlib.metadata.version("plif-zoo")
+        return importlib.metadata.version(LIBRARY_NAME)
     except importlib.metadata.PackageNotFoundError:
         return "0+unknown"
 

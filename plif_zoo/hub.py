@@ -15,16 +15,9 @@ from pathlib import Path
 
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+from ._io import LIBRARY_NAME, library_version
 from .errors import HubDownloadError
-from .model_folder import (
-    CARD_NAME,
-    CONFIG_NAME,
-    LIBRARY_NAME,
-    WEIGHTS_NAME,
-    library_version,
-    read_config,
-    verify_file,
-)
+from .model_folder import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, read_config, verify_file
 
 __all__ = [
     "HubDownloadError",

@@ -18,7 +18,7 @@ from huggingface_hub import EvalResult, ModelCardData
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ._io import atomic_write, library_version, sha256_file
+from ._io import LIBRARY_NAME, atomic_write, library_version, sha256_file
 from .errors import ChecksumError, ModelFolderError
 from .networks import NetworkConfig, SpikingConvNet
 
@@ -27,7 +27,6 @@ __all__ = [
     "WEIGHTS_NAME",
     "CARD_NAME",
     "FORMAT_VERSION",
-    "LIBRARY_NAME",
     "write_folder",
     "model_card",
     "read_config",
@@ -41,7 +40,6 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
 FORMAT_VERSION = 1
-LIBRARY_NAME = "plif-zoo"
 
 
 # ---------------------------------------------------------------------------- writing

@@ -83,9 +83,11 @@ def model(text: str) -> str:
     """A registry id, an existing model folder, local-dir:PATH or hf-hub:ORG/NAME."""
     from ..registry import check_model_id
 
-    if os.path.isdir(text) and not text.startswith(("hf-hub:", "local-dir:")):
+    if text.startswith(("hf-hub:", "local-dir:")):
+        return text
+    if os.path.isdir(text):
         return f"local-dir:{text}"  # one spelling for load(), training and the card
-    if text.startswith(("hf-hub:", "local-dir:")) or os.path.exists(text):
+    if os.path.exists(text):
         return text
     try:
         return check_model_id(text)
