@@ -15,7 +15,7 @@ parser.add_argument(
     "model", nargs="?", default="fashion-mnist-plif", help="registry id or model folder"
 )
 parser.add_argument("--untrained", action="store_true")
-parser.add_argument("--samples", type=int, default=1000, help="first N test images")
+parser.add_argument("--samples", type=int, default=1000, help="N evenly spaced test images")
 args = parser.parse_args()
 
 r = evaluate(args.model, pretrained=not args.untrained, max_samples=args.samples)

@@ -3,9 +3,9 @@
     python examples/finetune.py MY_IMAGES --model runs/example-train/best
 
 MY_IMAGES holds train/ and test/, each with one folder of images per class (any size and
-colour: they are converted to the model's 1 x 28 x 28 input). The output layer is replaced,
-the convolutional part frozen, and the rest trained with the paper's recipe; 15% of each
-training class is held out to pick the epoch (accuracy-B).
+colour: they are converted to the model's input size, 1 x 28 x 28 for the default model).
+The output layer is replaced, the convolutional part frozen, and the rest trained with the
+paper's recipe; 15% of each training class is held out to pick the epoch (accuracy-B).
 """
 
 import argparse

@@ -1,6 +1,6 @@
 """Train the paper's Fashion-MNIST network with its recipe, from a script.
 
-    python examples/train.py                      # a 2-minute taste: 1 epoch on 1,600 images
+    python examples/train.py                      # a taste: 1 epoch on 1,600 images
     python examples/train.py --full               # the real run (1024 epochs; resume with --resume)
 
 Outputs land in runs/example-train/: metrics.csv (accuracy-A and -B per epoch), tau.csv,

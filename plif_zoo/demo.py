@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from . import registry
 from ._io import atomic_write
+from .errors import import_extra
 from .factory import load
 
 __all__ = ["SAMPLES", "DemoUnavailable", "choose_model", "load_samples", "run_demo"]
@@ -88,6 +89,8 @@ def run_demo(
     backend: str = "auto",
 ) -> DemoResult:
     """Classify the samples; write the figure to ``out`` (None: no figure)."""
+    if out is not None:  # before any work
+        import_extra("matplotlib", "train", "the demo's figure").use("Agg")
     model_id = model_id or choose_model()
     info = registry.model_info(model_id)
     if info.dataset not in SAMPLES:
@@ -135,9 +138,6 @@ def run_demo(
 def _draw(result: DemoResult, images: torch.Tensor, out_spikes: torch.Tensor, out: Path) -> Path:
     """Row 1: images with prediction; row 2: output-population spike raster per image;
     row 3: tau."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     n = images.shape[0]

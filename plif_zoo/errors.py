@@ -6,6 +6,9 @@ Each subclasses the builtin a caller would catch anyway (``KeyError`` for an unk
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 __all__ = [
     "UnknownModelError",
     "NoPretrainedWeightsError",
@@ -18,6 +21,8 @@ __all__ = [
     "RunLockedError",
     "CheckpointError",
     "NonFiniteError",
+    "MissingExtraError",
+    "import_extra",
 ]
 
 
@@ -74,3 +79,17 @@ class CheckpointError(ChecksumError):
 
 class NonFiniteError(FloatingPointError, ValueError):
     """The training loss or the weights became NaN / inf; nothing of that step was saved."""
+
+
+class MissingExtraError(ImportError):
+    """An optional package is not installed; the message names the pip extra that brings it."""
+
+
+def import_extra(module: str, extra: str, purpose: str) -> ModuleType:
+    """``import module``, or MissingExtraError: "{purpose} needs {module}: pip install ..."."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise MissingExtraError(
+            f"{purpose} needs {module}: pip install 'plif-zoo[{extra}]' (or pip install {module})"
+        ) from err

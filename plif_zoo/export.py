@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from ._io import atomic_write, library_version
+from .errors import import_extra
 from .networks import NetworkConfig, SpikingConvNet
 from .neurons import LIFNode, PLIFNode
 from .pooling import SpikeAvgPool2d, SpikeMaxPool2d
@@ -49,7 +50,6 @@ __all__ = [
     "read_nir",
     "nir_metadata",
     "NIRExportError",
-    "MissingExtraError",
     "EXPORT_FORMAT",
     "require_nir",
 ]
@@ -79,19 +79,9 @@ class NIRExportError(ValueError):
     """The model holds something that NIR cannot express exactly; nothing was exported."""
 
 
-class MissingExtraError(ImportError):
-    """The optional ``nir`` package is not installed."""
-
-
 def require_nir():
     """The ``nir`` module, or MissingExtraError saying how to install it."""
-    try:
-        import nir
-    except ImportError as err:
-        raise MissingExtraError(
-            "NIR export needs the nir package: pip install 'plif-zoo[nir]' (or pip install nir)"
-        ) from err
-    return nir
+    return import_extra("nir", "nir", "NIR export")
 
 
 def _np(t: torch.Tensor, dtype: np.dtype) -> np.ndarray:

@@ -133,8 +133,8 @@ class _SpikePool2d(torch.nn.Module, base.StepModule):
 
 
 class SpikeMaxPool2d(_SpikePool2d):
-    """Max-pooling on spikes: ``[T, N, C, H, W] -> [T, N, C, H/k, W/k]``
-    (``[N, C, H, W]`` in 's' mode)."""
+    """Max-pooling on spikes: ``[T, N, C, H, W] -> [T, N, C, H', W']`` with
+    ``H' = (H - k) // stride + 1`` (H/k for the default stride k; ``[N, C, H, W]`` in 's' mode)."""
 
     def __init__(self, kernel_size=2, stride=None, step_mode: str = "m", backend: str = "auto"):
         super().__init__(kernel_size, stride, step_mode, backend)

@@ -65,6 +65,7 @@ def one_line_error(capsys, argv: list[str], command: str, *needles: str) -> str:
         (["train", MODEL_ID, "--backend", "gpu"], "--backend"),
         (["finetune", MODEL_ID, "--num-classes", "0"], "--num-classes"),
         (["finetune", MODEL_ID, "--num-classes", "3", "--lr", "-inf"], "--lr"),
+        (["finetune", MODEL_ID, "--num-classes", "3"], "required: --data-dir"),
         (
             ["eval", MODEL_ID, "--batch-size", "0"],
             "--batch-size: expected a positive integer, got 0",
@@ -196,3 +197,17 @@ def test_plif_zoo_weights_folder_without_config_is_skipped_with_a_warning(
     )
     with pytest.warns(UserWarning, match=rf"skipped {broken}: it has no config.json"):
         assert registry.local_folder(MODEL_ID) == folder
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["demo", "--out", "{tmp}/demo.png"], "the demo's figure needs matplotlib"),
+        (["plot", "{tmp}"], "plotting needs matplotlib"),
+    ],
+)
+def test_a_missing_optional_package_names_its_extra(capsys, monkeypatch, tmp_path, argv, needle):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    one_line_error(capsys, argv, argv[0], needle, "pip install 'plif-zoo[train]'")
+    assert list(tmp_path.iterdir()) == []

@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..errors import (
         ChecksumError,
         HubDownloadError,
+        MissingExtraError,
         NoPretrainedWeightsError,
         UnknownModelError,
     )
@@ -54,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         NoPretrainedWeightsError,
         HubDownloadError,
         ChecksumError,
+        MissingExtraError,
         OSError,
         ValueError,
     ) as err:

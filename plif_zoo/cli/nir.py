@@ -12,7 +12,8 @@ from . import options as opt
 def cmd_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..export import MissingExtraError, require_nir, to_nir, write_nir
+    from ..errors import MissingExtraError
+    from ..export import require_nir, to_nir, write_nir
     from ..factory import load
     from ..model_folder import WEIGHTS_NAME, read_config
     from ..registry import model_info

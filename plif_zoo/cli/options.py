@@ -127,18 +127,27 @@ class Parser(argparse.ArgumentParser):
 # ---------------------------------------------------------------- recipe flags
 
 
-def recipe_parser() -> argparse.ArgumentParser:
-    """Training-recipe flags shared by ``train`` and ``finetune``. Unset flags stay out of the
-    namespace (argparse.SUPPRESS), so only what was typed overrides the config."""
+def recipe_parser(finetune: bool = False) -> argparse.ArgumentParser:
+    """Training-recipe flags shared by ``train`` and ``finetune`` (which needs --data-dir and
+    reads an image folder by default). Unset flags stay out of the namespace
+    (argparse.SUPPRESS), so only what was typed overrides the config."""
     p = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
-    p.add_argument("--data-dir", help="folder of the dataset's original files")
+    if finetune:
+        p.add_argument(
+            "--data-dir",
+            required=True,
+            help="folder of the new data (imagefolder: train/ and test/, one folder per class)",
+        )
+    else:
+        p.add_argument("--data-dir", help="folder of the dataset's original files")
     p.add_argument(
         "--download",
         action=argparse.BooleanOptionalAction,
         help="MNIST / Fashion-MNIST / CIFAR-10: fetch missing files into --data-dir (torchvision)",
     )
+    default = "imagefolder" if finetune else "the model's"
     p.add_argument(
-        "--dataset", type=dataset, help="dataset name (default: the model's) or 'imagefolder'"
+        "--dataset", type=dataset, help=f"dataset name or 'imagefolder' (default: {default})"
     )
     p.add_argument("--out", help="run folder (default: runs/MODEL)")
     p.add_argument("--epochs", type=positive_int, help="epochs (recipe: 1024)")

@@ -74,10 +74,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def add_commands(sub) -> None:
     """train, eval, finetune, plot."""
-    recipe = opt.recipe_parser()
     p = sub.add_parser(
         "train",
-        parents=[recipe],
+        parents=[opt.recipe_parser()],
         help="train a model with the paper's recipe (DDP: torchrun --no-python plif-zoo train ...)",
     )
     p.add_argument(
@@ -92,7 +91,7 @@ def add_commands(sub) -> None:
 
     p = sub.add_parser(
         "finetune",
-        parents=[recipe],
+        parents=[opt.recipe_parser(finetune=True)],
         help="fine-tune pretrained weights on new data with a new output layer",
     )
     p.add_argument(

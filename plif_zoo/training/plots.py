@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 from .._io import atomic_write
+from ..errors import import_extra
 from .run_lock import check_writable, disk_errors
 
 __all__ = ["plot_run"]
@@ -50,11 +51,7 @@ def _save(plt, fig, ax, ylabel: str, title: str, path: Path) -> Path:
 def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
     """PNG plots of a run: ``accuracy.png`` (train / val / test top-1 and accuracy-A/B per epoch)
     and ``tau.png`` (tau of every PLIF layer per epoch, the paper's Fig. 7). Returns the paths."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise ImportError("plotting needs matplotlib: pip install matplotlib") from None
-    matplotlib.use("Agg")
+    import_extra("matplotlib", "train", "plotting").use("Agg")
     import matplotlib.pyplot as plt
 
     run_dir = Path(run_dir)
