@@ -390,3 +390,41 @@ def test_event_conversion_is_atomic_and_a_cut_short_one_is_redone(tmp_path, monk
     shutil.rmtree(tmp_path / "events_np" / "test" / "9")
     (tmp_path / "events_np.building").touch()
     assert len(data.get_dataset("nmnist", "test", tmp_path, T=4)) == 10
+    # SpikingJelly's frame conversion cut short (its marker left): redone, not refused
+    frames = tmp_path / "frames_number_4_split_by_number"
+    shutil.rmtree(frames / "test" / "9")
+    (tmp_path / "frames_number_4_split_by_number.building").touch()
+    test = data.get_dataset("nmnist", "test", tmp_path, T=4)
+    assert len(test) == 10 and test[9][1] == 9
+    assert not (tmp_path / "frames_number_4_split_by_number.building").exists()
+
+
+def test_an_extraction_cut_short_is_extracted_again_from_the_archives(tmp_path, monkeypatch):
+    """SpikingJelly marks events_np.building, then extracts download/ into extract/: a kill
+    leaves a partial extract/ that must not be converted as if it were the whole dataset."""
+    from plif_zoo.data import events
+
+    for name in data.DATASETS["cifar10-dvs"].classes:
+        (tmp_path / "download").mkdir(exist_ok=True)
+        (tmp_path / "download" / f"{name}.zip").write_bytes(b"zip")
+    (tmp_path / "extract" / "airplane").mkdir(parents=True)
+    (tmp_path / "extract" / "airplane" / "cifar10_airplane_0.aedat").write_bytes(b"")
+    (tmp_path / "events_np.building").touch()
+    converted = []
+
+    class NoConversion:
+        @staticmethod
+        def create_raw_from_extracted(extract_root, raw_root):
+            converted.append(extract_root)
+
+    monkeypatch.setattr(events, "_sj_class", lambda name: NoConversion)
+    events._prepare_events("cifar10-dvs", tmp_path)  # leaves the archives to SpikingJelly
+    assert converted == [] and not (tmp_path / "extract").exists()
+    assert not (tmp_path / "events_np.building").exists()
+    assert (tmp_path / "download" / "truck.zip").is_file()
+    # without archives, an extract/ that lacks classes is not taken for the dataset either
+    shutil.rmtree(tmp_path / "download")
+    (tmp_path / "extract" / "airplane").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="extract/<class>"):
+        events._prepare_events("cifar10-dvs", tmp_path)
+    assert converted == []

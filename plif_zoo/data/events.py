@@ -23,22 +23,23 @@ __all__ = ["EventFrames", "event_dataset"]
 
 # SpikingJelly's layout under data_dir: download/ (the original archives, md5-checked and
 # extracted by SpikingJelly), extract/ (the extracted originals), events_np/ (events as .npz),
-# frames_number_{T}_split_by_number/ (frames). Any stage present is enough.
+# frames_number_{T}_split_by_number/ (frames). Any stage present is enough. Per dataset: what
+# the user must provide, and the paths a complete extract/ holds.
 _EVENT_ORIGINALS = {
     "nmnist": (
         "download/Train.zip + download/Test.zip, "
         "or extract/Train/<digit>/*.bin + extract/Test/<digit>/*.bin",
-        ("Train", "Test"),
+        tuple(f"{split}/{digit}" for split in ("Train", "Test") for digit in range(10)),
     ),
     "cifar10-dvs": (
         "download/<class>.zip for the 10 classes, or extract/<class>/cifar10_<class>_<i>.aedat",
-        ("airplane",),
+        DATASETS["cifar10-dvs"].classes,
     ),
     "dvs128-gesture": (
         "download/DvsGesture.tar.gz (+ gesture_mapping.csv, LICENSE.txt, README.txt), or "
         "extract/DvsGesture/ with user*_*.aedat, user*_*_labels.csv, "
         "trials_to_train.txt, trials_to_test.txt",
-        ("DvsGesture",),
+        ("DvsGesture/trials_to_train.txt", "DvsGesture/trials_to_test.txt"),
     ),
 }
 
@@ -58,16 +59,21 @@ def _prepare_events(name: str, root: Path) -> None:
     converter when the archives are not there (SpikingJelly would insist on md5-checked
     archives)."""
     raw_root, building = root / "events_np", root / "events_np.building"
-    if building.is_file():  # earlier versions converted in place, with this file as the marker
-        building.unlink()
+    extract, download = root / "extract", root / "download"
+    has_archives = download.is_dir() and any(download.iterdir())
+    if building.is_file():
+        # SpikingJelly's marker of a preparation cut short (it extracts download/ into extract/,
+        # then converts into events_np/ in place; earlier plif-zoo versions used it too): redo
+        # what it may have left half-done, extract/ too when the archives can give it again.
         shutil.rmtree(raw_root, ignore_errors=True)
-    elif building.is_dir():  # a conversion that was cut short
+        if has_archives:
+            shutil.rmtree(extract, ignore_errors=True)
+        building.unlink()
+    elif building.is_dir():  # a conversion of ours that was cut short
         shutil.rmtree(building)
     if raw_root.exists():
         return
     expected, markers = _EVENT_ORIGINALS[name]
-    extract = root / "extract"
-    download = root / "download"
     if extract.is_dir() and all((extract / m).exists() for m in markers):
         # Convert into a temporary folder and rename it: a kill or an error mid-way never
         # leaves a partial events_np/ that a later run would take for the whole dataset.
@@ -79,9 +85,19 @@ def _prepare_events(name: str, root: Path) -> None:
             raise
         os.replace(building, raw_root)
         return
-    if download.is_dir() and any(download.iterdir()):
+    if has_archives:
         return  # SpikingJelly checks the archives' md5 and extracts them
     raise _missing(name, [root], [expected])
+
+
+def _clear_unfinished_frames(root: Path, T: int) -> None:
+    """Remove the frames folder of a SpikingJelly frame conversion that was cut short (its
+    ``.building`` marker is left), so that SpikingJelly converts again instead of refusing."""
+    frames = root / f"frames_number_{T}_split_by_number"
+    marker = frames.with_name(frames.name + ".building")
+    if marker.exists():
+        shutil.rmtree(frames, ignore_errors=True)
+        marker.unlink()
 
 
 def _natural_key(path: str) -> tuple:
@@ -122,6 +138,7 @@ def event_dataset(name: str, data_dir: Path | None, train: bool, T: int | None) 
             f"{name}: event data needs the number of frames T (a positive int), got {T!r}"
         )
     _prepare_events(name, data_dir)
+    _clear_unfinished_frames(data_dir, T)
     cls = _sj_class(name)
     kw = dict(data_type="frame", frames_number=T, split_by="number")
     if (
