@@ -251,11 +251,13 @@ def download(
     cache_first = offline or (revision is not None and _COMMIT_RE.fullmatch(revision) is not None)
     probed, down = False, None
     folder: Path | None = None
+    commit = revision  # once the first file is here: its commit, so that a push between two
+    # files cannot split them over two snapshots
     for filename in filenames:
         kw = dict(
             repo_id=repo_id,
             filename=filename,
-            revision=revision,
+            revision=commit,
             cache_dir=cache,
             library_name=LIBRARY_NAME,
             library_version=library_version(),
@@ -270,7 +272,7 @@ def download(
                         raise
             if path is None and not probed:  # ask once, bounded, before the client retries
                 probed = True
-                down = _unreachable(repo_id, filename, revision, endpoint, etag_timeout)
+                down = _unreachable(repo_id, filename, commit, endpoint, etag_timeout)
             if path is None and down is not None:  # what the client would do: the cache or fail
                 path = None if cache_first else _cached(kw)
                 if path is None and filename == CARD_NAME:
@@ -286,6 +288,8 @@ def download(
                 continue
             raise translated from None
         folder = Path(path).parent
+        if folder.name != commit and _COMMIT_RE.fullmatch(folder.name):
+            commit, cache_first = folder.name, True  # snapshots/<commit>/: a commit never moves
     assert folder is not None
     return folder
 

@@ -253,6 +253,26 @@ def test_branch_name_follows_new_pushes_while_pinned_commit_stays(server, hf_env
     assert len(server.requests) == before  # a cached commit needs no request
 
 
+def test_a_push_during_the_download_does_not_split_the_folder(server, hf_env, folder, monkeypatch):
+    """Each file of a branch is asked for separately: all of them come from the first one's
+    commit, even when the owner pushes (here: edits the card) in between."""
+    import huggingface_hub
+
+    first = server.commit(REPO, _files(folder))
+    real = huggingface_hub.hf_hub_download
+
+    def push_after_the_first_file(**kw):
+        path = real(**kw)
+        if len(server.repos[REPO].commits) == 1:
+            server.commit(REPO, {"README.md": b"---\nlicense: mit\n---\n# edited card\n"})
+        return path
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", push_after_the_first_file)
+    got = hub.download(REPO)
+    assert got.name == first and (got / "config.json").is_file()
+    assert _same_weights(plif_zoo.load(f"local-dir:{got}"), plif_zoo.load(f"local-dir:{folder}"))
+
+
 def test_downloads_and_uploads_say_they_come_from_plif_zoo(server, hf_env, folder):
     # library_name / library_version as timm passes them: the Hub counts downloads per library
     info = plif_zoo.push_to_hub(folder, "someone/ua", token="test-token")
