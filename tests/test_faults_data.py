@@ -110,7 +110,7 @@ def test_test_split_numbers_its_classes_like_the_training_split(tmp_path):
     _png_folder(tmp_path, "train", ["bag", "trouser", "tshirt"])
     _png_folder(tmp_path, "test", ["bag", "tshirt"])
     train = data.get_dataset("imagefolder", "train-full", tmp_path, image_shape=(1, 28, 28))
-    with pytest.warns(UserWarning, match="no folder for the train/ class.*trouser"):
+    with pytest.warns(UserWarning, match="no image of the train/ class.*trouser"):
         test = data.get_dataset("imagefolder", "test", tmp_path, image_shape=(1, 28, 28))
     assert train.targets.tolist() == [0, 0, 1, 1, 2, 2]
     assert test.targets.tolist() == [0, 0, 2, 2]
@@ -124,6 +124,42 @@ def test_a_test_class_unknown_to_training_is_an_error(tmp_path):
     _png_folder(tmp_path, "test", ["bag", "coat", "tshirt"])
     with pytest.raises(DataFileError, match=r"test has class folders that .*train lacks: coat"):
         data.get_dataset("imagefolder", "test", tmp_path, image_shape=(1, 28, 28))
+
+
+def test_hidden_and_empty_class_folders(tmp_path):
+    """.ipynb_checkpoints is no class; an empty test/ class is left out with a warning like a
+    missing one; an empty train/ class is an error naming its folder."""
+    _png_folder(tmp_path, "train", ["bag", "tshirt"])
+    _png_folder(tmp_path, "test", ["bag"])
+    (tmp_path / "train" / ".ipynb_checkpoints").mkdir()
+    (tmp_path / "test" / "tshirt").mkdir()
+    (tmp_path / "test" / "tshirt" / "notes.txt").write_text("not an image")
+    assert data.imagefolder_classes(tmp_path) == ["bag", "tshirt"]
+    with pytest.warns(UserWarning, match="test has no image of the train/ class.*tshirt"):
+        test = data.get_dataset("imagefolder", "test", tmp_path, image_shape=(1, 28, 28))
+    assert test.targets.tolist() == [0, 0] and test.classes == ["bag", "tshirt"]
+    (tmp_path / "train" / "coat").mkdir()
+    with pytest.raises(DataFileError, match=r"no image in .*train/coat .*add images or remove"):
+        data.get_dataset("imagefolder", "train-full", tmp_path, image_shape=(1, 28, 28))
+
+
+def test_a_channel_count_images_cannot_have_is_a_clear_error(tmp_path):
+    _png_folder(tmp_path, "train", ["bag"])
+    with pytest.raises(ValueError, match="1 .greyscale. or 3 .RGB. channels, not 2"):
+        data.get_dataset("imagefolder", "train-full", tmp_path, image_shape=(2, 28, 28))
+
+
+def test_16_bit_greyscale_images_are_scaled_not_clipped(tmp_path):
+    from PIL import Image
+
+    ramp = np.linspace(0, 65535, 28 * 28).reshape(28, 28).astype(np.uint16)
+    for split in ("train", "test"):
+        (tmp_path / split / "bag").mkdir(parents=True)
+        Image.fromarray(ramp).save(tmp_path / split / "bag" / "0.png")  # a 16-bit PNG
+    x, _ = data.get_dataset("imagefolder", "test", tmp_path, image_shape=(1, 28, 28))[0]
+    expected = torch.from_numpy(np.rint(ramp / 257.0) / 255).float()
+    assert torch.allclose(x[0], expected, atol=1 / 255)  # not clipped to white: mean ~0.5
+    assert abs(x.mean().item() - 0.5) < 0.01
 
 
 def test_unreadable_images_are_skipped_with_a_count_and_a_warning(tmp_path):
