@@ -83,6 +83,13 @@ def test_train_val_split_is_per_class_ordered_disjoint_and_reproducible():
     assert data.train_val_indices(targets, 0.25) == (train, val)
 
 
+def test_the_hold_out_is_exact_and_never_silently_empty():
+    targets = [0] * 100 + [1] * 100
+    assert len(data.train_val_indices(targets, 0.29)[1]) == 58  # 29 per class, not 28
+    assert len(data.train_val_indices(targets, 0.15)[1]) == 30
+    assert data.train_val_indices([0, 1, 2, 0, 1, 2], 0.15) == ([0, 1, 2, 3, 4, 5], [])
+
+
 def test_idx_files_in_a_torchvision_layout_load_as_raw_tensors(tmp_path):
     x, y = tiny_mnist(tmp_path / "MNIST" / "raw", gz=False)
     ds = data.get_dataset("mnist", "train-full", tmp_path, augment=False)

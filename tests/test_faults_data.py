@@ -66,7 +66,7 @@ def test_a_label_outside_the_classes_is_an_error_naming_the_file(tmp_path):
     assert len(data.get_dataset("mnist", "train", tmp_path)) > 0  # the intact split still loads
 
 
-@pytest.mark.parametrize("how", ["magic", "truncated", "count"])
+@pytest.mark.parametrize("how", ["magic", "truncated", "header", "count"])
 def test_a_damaged_idx_file_is_a_data_file_error_naming_it(tmp_path, how):
     x, y = tiny_mnist(tmp_path)
     if how == "count":  # 10 images, 9 labels
@@ -75,7 +75,7 @@ def test_a_damaged_idx_file_is_a_data_file_error_naming_it(tmp_path, how):
         path = tmp_path / "t10k-images-idx3-ubyte.gz"
         with gzip.open(path) as f:
             raw = f.read()
-        raw = b"<htm" + raw[4:] if how == "magic" else raw[:-5]
+        raw = {"magic": b"<htm" + raw[4:], "truncated": raw[:-5], "header": raw[:10]}[how]
         with gzip.open(path, "wb") as f:
             f.write(raw)
     with pytest.raises(DataFileError, match="t10k-.*fetch") as err:

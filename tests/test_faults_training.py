@@ -364,10 +364,18 @@ def test_num_classes_must_match_the_class_folders(tmp_path, capsys, given):
     assert_one_line_error(err, "finetune")
 
 
+def test_a_hold_out_with_no_sample_stops_before_the_first_epoch(tmp_path):
+    _png_folder(tmp_path / "images", "train", ["bag", "tshirt"], per_class=2)  # 15% of 2: 0
+    _png_folder(tmp_path / "images", "test", ["bag", "tshirt"], per_class=2)
+    with pytest.raises(ValueError, match=r"0.15 holds out no sample.*--val-fraction 0"):
+        run(tmp_path, dataset="imagefolder", data_dir=str(tmp_path / "images"), num_classes=2)
+    assert not (tmp_path / "run" / "metrics.csv").exists()
+
+
 def test_fine_tuning_numbers_test_classes_like_training_ones(one_epoch, tmp_path):
     _png_folder(tmp_path / "images", "train", ["bag", "trouser", "tshirt"], per_class=4)
     _png_folder(tmp_path / "images", "test", ["bag", "tshirt"], per_class=4)
-    with pytest.warns(UserWarning, match="no folder for the train/ class.*trouser"):
+    with pytest.warns(UserWarning, match="no image of the train/ class.*trouser"):
         result = training.finetune(
             f"local-dir:{one_epoch / 'best'}",
             tmp_path / "images",

@@ -61,6 +61,11 @@ def _read_idx(path: Path) -> np.ndarray:
             f"{path} is not an unsigned-byte IDX file (bad magic number); fetch it again"
         )
     ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise DataFileError(
+            f"{path} ends inside its header ({len(data)} bytes); the file is truncated: "
+            f"fetch it again"
+        )
     dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(dims)):

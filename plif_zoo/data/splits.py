@@ -7,7 +7,9 @@ whole training set (accuracy-A), ``test`` the official test set.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from fractions import Fraction
 from pathlib import Path
 
 import torch
@@ -35,9 +37,10 @@ def train_val_indices(
     by_class: dict[int, list[int]] = {}
     for i, c in enumerate(targets):
         by_class.setdefault(c, []).append(i)
+    share = Fraction(repr(val_fraction))  # 0.29 of 100 is 29, where float math gives 28
     val = set()
     for idx in by_class.values():
-        val.update(idx[: int(len(idx) * val_fraction)])
+        val.update(idx[: math.floor(len(idx) * share)])
     train_idx = [i for i in range(len(targets)) if i not in val]
     return train_idx, sorted(val)
 

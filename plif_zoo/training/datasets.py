@@ -44,6 +44,13 @@ def training_datasets(cfg: TrainConfig, model: nn.Module | None = None) -> dict[
             ),
             "val": data_mod.get_dataset(cfg.dataset, "val", val_fraction=cfg.val_fraction, **kw),
         }
+        if len(sets["val"]) == 0:  # before an epoch is spent: accuracy-B needs a hold-out
+            raise ValueError(
+                f"val_fraction {cfg.val_fraction} holds out no sample of {cfg.dataset}: each "
+                f"class keeps floor(n * {cfg.val_fraction}) of its n samples; give more "
+                f"samples per class, a larger val_fraction, or val_fraction 0 (--val-fraction 0: "
+                f"no hold-out, no accuracy-B)"
+            )
     else:
         sets = {"train": data_mod.get_dataset(cfg.dataset, "train-full", **kw)}
     sets["test"] = data_mod.get_dataset(cfg.dataset, "test", **kw)
