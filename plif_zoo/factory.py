@@ -133,14 +133,14 @@ def _build_untrained(
         config_changes["num_classes"] = num_classes
     if T is not None:
         config_changes["T"] = T
-    try:
-        config = config.replace(**config_changes)
-    except TypeError:
-        known = sorted(NetworkConfig.__dataclass_fields__)
+    known = sorted(NetworkConfig.__dataclass_fields__)
+    unknown = sorted(set(config_changes) - set(known))
+    if unknown:
         raise TypeError(
-            f"unknown arguments {sorted(set(config_changes) - set(known))}; architecture "
-            f"changes must be NetworkConfig fields: {known}"
-        ) from None
+            f"unknown arguments {unknown}; architecture changes must be NetworkConfig fields: "
+            f"{known}"
+        )
+    config = config.replace(**config_changes)  # a wrong value: NetworkConfig says which
     return SpikingConvNet(config, backend=backend)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
 FORMAT_VERSION = 1
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
 
 # ---------------------------------------------------------------------------- writing
@@ -203,14 +205,17 @@ def read_config(folder: str | os.PathLike) -> dict:
         raise ModelFolderError(f"{path} is not valid JSON: {err}") from None
     files = config.get("files") if isinstance(config, dict) else None
     entry = files.get(WEIGHTS_NAME) if isinstance(files, dict) else None
+    sha256 = entry.get("sha256") if isinstance(entry, dict) else None
     if (
         not isinstance(config, dict)
         or not isinstance(config.get("architecture"), dict)
-        or not isinstance(entry, dict)
+        or not isinstance(sha256, str)
+        or not _SHA256_RE.fullmatch(sha256)
     ):
         raise ModelFolderError(
             f"{path} is not a plif-zoo config: it needs 'architecture' (an object) and "
-            f"'files' -> '{WEIGHTS_NAME}' -> 'sha256' (write it with plif_zoo.save_pretrained)"
+            f"'files' -> '{WEIGHTS_NAME}' -> 'sha256' (64 hex digits), without which the weights "
+            f"cannot be verified (write it with plif_zoo.save_pretrained)"
         )
     return config
 
@@ -312,17 +317,13 @@ def load_folder(
     weights = folder / WEIGHTS_NAME
     if not weights.is_file():
         raise FileNotFoundError(f"no {WEIGHTS_NAME} in {folder}")
-    recorded = config["files"][WEIGHTS_NAME].get("sha256")
-    if expected_sha256 is not None and recorded is not None and recorded != expected_sha256:
+    recorded = config["files"][WEIGHTS_NAME]["sha256"]  # read_config checked it
+    if expected_sha256 is not None and recorded != expected_sha256:
         raise ChecksumError(
             f"{folder / CONFIG_NAME} records sha256 {recorded} for {WEIGHTS_NAME} but the registry "
             f"expects {expected_sha256}: this folder holds other weights than the registered ones"
         )
     expected = expected_sha256 or recorded
-    if not expected:
-        raise ValueError(
-            f"{folder / CONFIG_NAME} gives no sha256 for {WEIGHTS_NAME}; cannot verify it"
-        )
     if expected_architecture is not None:
         check_architecture(config, expected_architecture, folder)
     verify_file(weights, expected, remove_on_mismatch=remove_on_mismatch)

@@ -68,14 +68,23 @@ class NetworkConfig:
     std: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
-        self.input_size = tuple(int(v) for v in self.input_size)
-        self.stages = tuple(int(v) for v in self.stages)
-        self.fc_hidden = tuple(int(v) for v in self.fc_hidden)
-        self.fc_dropout = tuple(bool(v) for v in self.fc_dropout)
-        if self.mean is not None:
-            self.mean = tuple(float(v) for v in self.mean)
-        if self.std is not None:
-            self.std = tuple(float(v) for v in self.std)
+        for name, cast in (
+            ("input_size", int),
+            ("stages", int),
+            ("fc_hidden", int),
+            ("fc_dropout", bool),
+            ("mean", float),
+            ("std", float),
+        ):
+            value = getattr(self, name)
+            if value is None and name in ("mean", "std"):
+                continue
+            try:
+                setattr(self, name, tuple(cast(v) for v in value))
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"NetworkConfig.{name} must be a sequence of {cast.__name__}, got {value!r}"
+                ) from None
         for name in ("in_channels", "num_classes", "T", "channels", "population"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

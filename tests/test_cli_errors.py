@@ -163,6 +163,22 @@ def test_files_a_string(capsys, folder):
     _eval_folder(capsys, folder, "not a plif-zoo config", "'files'")
 
 
+@pytest.mark.parametrize("sha256", [None, "", "abc", 5])
+def test_a_weights_entry_without_a_sha256_is_refused(capsys, folder, sha256):
+    def edit(c):
+        entry = c["files"]["model.safetensors"]
+        entry.pop("sha256") if sha256 is None else entry.update(sha256=sha256)
+
+    _edit_config(folder, edit)
+    _eval_folder(capsys, folder, "not a plif-zoo config", "'sha256' (64 hex digits)")
+    one_line_error(capsys, ["export", str(folder), "-o", str(folder.parent / "x.nir")], "export")
+
+
+def test_create_model_with_a_wrong_value_says_which_field():
+    with pytest.raises(ValueError, match="NetworkConfig.input_size must be a sequence of int"):
+        plif_zoo.create_model(MODEL_ID, input_size=32)
+
+
 def test_architecture_with_a_bad_value(capsys, folder):
     _edit_config(folder, lambda c: c["architecture"].update(stages="abc"))
     _eval_folder(capsys, folder, "bad 'architecture'")
