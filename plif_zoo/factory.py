@@ -185,12 +185,16 @@ def create_model(name: str, **kwargs) -> SpikingConvNet:
     return load(name, pretrained=False, **kwargs)
 
 
-def _fill_from_registry(card: dict) -> None:
-    """Add what the registry knows about ``card["model_id"]`` (dataset, labels, paper numbers)."""
+def _fill_from_registry(card: dict, config: NetworkConfig) -> bool:
+    """Add what the registry knows about ``card["model_id"]`` (dataset, labels, paper numbers)
+    when the model is that registry network (T aside); False for any other model, e.g. one
+    fine-tuned to other classes, whose card must not claim the registry's labels or numbers."""
     try:
         info = registry.model_info(card.get("model_id") or "")
     except (KeyError, ValueError):  # not a registry id: a user's own model
-        return
+        return False
+    if info.architecture.replace(T=config.T) != config:
+        return False
     card.setdefault("dataset", info.dataset)
     card.setdefault("label_names", list(info.label_names))
     paper = {
@@ -200,6 +204,7 @@ def _fill_from_registry(card: dict) -> None:
     }
     if paper:
         card.setdefault("paper_metrics", paper)
+    return True
 
 
 def save_pretrained(
@@ -210,8 +215,10 @@ def save_pretrained(
     ``card_fields`` (all JSON-serialisable) go into config.json under ``"card"`` and into
     the model card. Known ones: ``model_id``, ``dataset``, ``label_names``, ``metrics``
     (``{"accuracy_b": 93.9, ...}`` in percent), ``protocol``, ``recipe``, ``hardware``,
-    ``command``, ``license``. The per-layer ``taus`` are added from the model, and what the
-    registry knows about ``model_id``. Returns the folder path.
+    ``command``, ``license``, ``load_name`` (what the card's snippet loads; default the
+    ``model_id`` of a registry network). The per-layer ``taus`` are added from the model, and
+    what the registry knows about ``model_id`` when the model is that network. Returns the
+    folder path.
     """
     if not isinstance(model, SpikingConvNet):
         raise TypeError(
@@ -219,7 +226,8 @@ def save_pretrained(
         )
     card = dict(card_fields)
     card.setdefault("taus", model.taus())
-    _fill_from_registry(card)
+    if not _fill_from_registry(card, model.config):
+        card.setdefault("load_name", "local-dir:PATH")  # the card's snippet: not a registry id
     return write_folder(model, directory, card)
 
 
@@ -253,6 +261,7 @@ def push_to_hub(
             raise TypeError("card fields can only be given with a model, not with a folder")
         return hub.upload_folder(model_or_dir, repo_id, **kw)
     card_fields.setdefault("model_id", repo_id.split("/", 1)[1])
+    card_fields.setdefault("load_name", f"hf-hub:{repo_id}")  # a registry id would load ours
     with tempfile.TemporaryDirectory() as tmp:
         folder = save_pretrained(model_or_dir, tmp, **card_fields)
         return hub.upload_folder(folder, repo_id, **kw)

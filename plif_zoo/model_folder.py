@@ -133,11 +133,21 @@ def _cell(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+def _load_line(load_name: str) -> str:
+    """The card's ``plif_zoo.load(...)`` line: a registry id, ``hf-hub:`` or ``local-dir:``."""
+    hint = {
+        "local-dir": "PATH: this folder",
+        "hf-hub": 'or "local-dir:PATH" for a copy on disk',
+    }.get(load_name.split(":")[0], 'or "local-dir:PATH" / "hf-hub:ORG/NAME"')
+    return f'model = plif_zoo.load("{load_name}")  # {hint}'
+
+
 def model_card(config: dict) -> str:
     """README.md text: YAML front matter with ``model-index`` metrics, then a short description."""
     card = config.get("card", {})
     arch = config["architecture"]
     model_id = card.get("model_id", "plif-zoo-model")
+    load_name = card.get("load_name", model_id)
     metrics = card.get("metrics") or {}
     lines = [
         "---",
@@ -152,7 +162,7 @@ def model_card(config: dict) -> str:
         "",
         "```python",
         "import plif_zoo",
-        f'model = plif_zoo.load("{model_id}")  # or "local-dir:PATH" / "hf-hub:ORG/NAME"',
+        _load_line(load_name),
         "rates = model(x)  # [N, num_classes] firing rates in [0, 1]",
         "```",
         "",

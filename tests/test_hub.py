@@ -200,6 +200,8 @@ def test_push_then_download_round_trip(server, hf_env, tmp_path):
         "README.md",
     }
 
+    card = server.repos["someone/gesture-lif"].commits[info.oid]["README.md"].decode()
+    assert 'plif_zoo.load("hf-hub:someone/gesture-lif")' in card  # not the registry's id
     again = plif_zoo.load(f"hf-hub:someone/gesture-lif@{info.oid}", backend="torch").eval()
     assert _same_weights(model, again) and again.T == 2
     x = torch.rand(1, 1, 2, 128, 128)

@@ -163,6 +163,18 @@ def _saved(tmp_path, name="fashion-mnist-plif", **card):
     return model.eval(), folder
 
 
+def test_a_card_claims_the_registry_only_for_the_registry_network(tmp_path):
+    _, same = _saved(tmp_path)
+    card = json.loads((same / "config.json").read_text())["card"]
+    assert card["paper_metrics"]["accuracy_b"] == 93.85 and len(card["label_names"]) == 10
+    assert 'plif_zoo.load("fashion-mnist-plif")' in (same / "README.md").read_text()
+    five = plif_zoo.create_model("fashion-mnist-plif", num_classes=5)  # e.g. fine-tuned
+    other = plif_zoo.save_pretrained(five, tmp_path / "five", model_id="fashion-mnist-plif")
+    card = json.loads((other / "config.json").read_text())["card"]
+    assert not {"paper_metrics", "label_names", "dataset"} & set(card)
+    assert 'plif_zoo.load("local-dir:PATH")' in (other / "README.md").read_text()
+
+
 def test_save_pretrained_writes_a_hub_model_folder(tmp_path):
     model, folder = _saved(
         tmp_path, metrics={"accuracy_b": 91.5}, hardware="2-core CPU", protocol="accuracy-B"
