@@ -37,7 +37,7 @@ def train_val_indices(
     by_class: dict[int, list[int]] = {}
     for i, c in enumerate(targets):
         by_class.setdefault(c, []).append(i)
-    share = Fraction(repr(val_fraction))  # 0.29 of 100 is 29, where float math gives 28
+    share = Fraction(str(float(val_fraction)))  # 0.29 of 100 is 29; float math gives 28
     val = set()
     for idx in by_class.values():
         val.update(idx[: math.floor(len(idx) * share)])
