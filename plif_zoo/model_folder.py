@@ -333,10 +333,9 @@ def load_folder(
             f"{folder / CONFIG_NAME} records sha256 {recorded} for {WEIGHTS_NAME} but the registry "
             f"expects {expected_sha256}: this folder holds other weights than the registered ones"
         )
-    expected = expected_sha256 or recorded
     if expected_architecture is not None:
         check_architecture(config, expected_architecture, folder)
-    verify_file(weights, expected, remove_on_mismatch=remove_on_mismatch)
+    verify_file(weights, recorded, remove_on_mismatch=remove_on_mismatch)  # = the registry's
     model = model_from_config(config, backend=backend, where=folder)
     _load_weights(model, weights)
     return model, config
