@@ -14,6 +14,7 @@ __all__ = [
     "NoPretrainedWeightsError",
     "ChecksumError",
     "HubDownloadError",
+    "HubUploadError",
     "DatasetNotFoundError",
     "ModelFolderError",
     "DataFileError",
@@ -43,6 +44,10 @@ class ChecksumError(ValueError):
 
 class HubDownloadError(OSError):
     """A Hub download failed: missing repo / revision / file, or no connection."""
+
+
+class HubUploadError(OSError):
+    """A Hub upload failed: no connection, no permission, or the server refused it."""
 
 
 class DatasetNotFoundError(FileNotFoundError):

@@ -41,6 +41,11 @@ def _load_named_folder(
 ) -> tuple[SpikingConvNet, dict]:
     """``local-dir:PATH`` or ``hf-hub:ORG/NAME[@REV]``: checked against the config it ships."""
     if name.startswith("local-dir:"):
+        if revision is not None:
+            raise ValueError(
+                f"revision={revision!r} does not apply to {name!r}: a local folder has no "
+                f"revisions; drop it, or load the Hub repo as 'hf-hub:ORG/NAME@REV'"
+            )
         folder = Path(name[len("local-dir:") :]).expanduser()
         if not folder.is_dir():
             raise FileNotFoundError(f"local-dir: {folder} is not a folder")
@@ -85,7 +90,8 @@ def _resolve_pretrained(
         cache_dir=cache_dir,
         local_files_only=local_files_only,
     )
-    expected = info.weights.sha256 if revision is None else None  # another commit: its own config
+    # Another commit has its own config (and sha256); the registry's pin keeps the registry's.
+    expected = info.weights.sha256 if revision in (None, info.weights.revision) else None
     return load_folder(
         folder,
         expected_sha256=expected,

@@ -8,19 +8,17 @@ the repo and say what to do. It knows neither the registry nor the networks.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import re
 from pathlib import Path
 
-from huggingface_hub.utils import HFValidationError, validate_repo_id
-
 from ._io import LIBRARY_NAME, library_version
-from .errors import HubDownloadError
+from .errors import HubDownloadError, HubUploadError
 from .model_folder import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, read_config, verify_file
 
 __all__ = [
     "HubDownloadError",
+    "HubUploadError",
     "check_repo_id",
     "check_revision",
     "parse_hub_name",
@@ -39,6 +37,8 @@ def check_repo_id(repo_id: str) -> str:
     ``validate_repo_id`` does the character rules; beyond it we need the ``ORG/`` part (zoo
     repos are always namespaced) and ASCII only (its regex's ``\\w`` admits any letter).
     """
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
     bad = not isinstance(repo_id, str) or repo_id.count("/") != 1 or not repo_id.isascii()
     if not bad:
         try:
@@ -103,19 +103,17 @@ DOWNLOAD_TIMEOUT = 10.0  # seconds without a byte while a file downloads (the cl
 
 
 def _env_seconds(name: str, default: float) -> float:
+    """A whole number of seconds > 0: huggingface_hub reads these two with ``int()`` when it is
+    imported, so checking them here, before that import, is what gives a clear error."""
     value = os.environ.get(name, "").strip()
     if not value:
         return default
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = float("nan")
-    if not (seconds > 0 and math.isfinite(seconds)):
+    if not (value.isascii() and value.isdigit() and int(value) > 0):
         raise ValueError(
-            f"${name}={value!r} must be a positive number of seconds; unset it "
-            f"for plif-zoo's default ({default:g} s)"
+            f"${name}={value!r} must be a whole number of seconds > 0 (huggingface_hub reads it "
+            f"with int()); unset it for plif-zoo's default ({default:g} s)"
         )
-    return seconds
+    return float(value)
 
 
 def hub_timeouts() -> tuple[float, float]:
@@ -215,7 +213,8 @@ def _translate(
             f"(expected {CONFIG_NAME} and {WEIGHTS_NAME})"
         )
     return HubDownloadError(
-        f"downloading {filename} of Hub repo {where} from {server} failed: {err}. Retry, "
+        f"downloading {filename} of Hub repo {where} from {server} failed "
+        f"({type(err).__name__}: {err}). Retry, "
         f"set HF_ENDPOINT to a reachable mirror, or use HF_HUB_OFFLINE=1 with a warm cache"
     )
 
@@ -237,6 +236,7 @@ def download(
     that cannot be reached or does not answer fails within the etag timeout of
     :func:`hub_timeouts`, without the client's retries. Errors name the repo and say what to do.
     """
+    etag_timeout, download_timeout = hub_timeouts()  # before the client's import reads them
     from huggingface_hub import errors as hf  # the transfer client loads slowly: only when used
     from huggingface_hub import hf_hub_download
 
@@ -246,7 +246,6 @@ def download(
     endpoint = hub_endpoint(endpoint)
     server = endpoint or "https://huggingface.co"
     offline = local_files_only or _env_flag("HF_HUB_OFFLINE")
-    etag_timeout, download_timeout = hub_timeouts()
     # A commit never changes: a cached copy needs no request (offline: never ask at all).
     cache_first = offline or (revision is not None and _COMMIT_RE.fullmatch(revision) is not None)
     probed, down = False, None
@@ -282,11 +281,13 @@ def download(
             if path is None:  # a branch or tag may move: ask the server (cache as fallback)
                 with _download_timeout(download_timeout):
                     path = hf_hub_download(**kw, endpoint=endpoint, etag_timeout=etag_timeout)
-        except (hf.HfHubHTTPError, hf.EntryNotFoundError, OSError) as err:
+        except Exception as err:  # also the transport's own (httpx2) and hf_xet's errors
             translated = _translate(err, filename, repo_id, revision, server, cache, offline)
             if translated is None:
                 continue
-            raise translated from None
+            if translated is err:
+                raise
+            raise translated from err
         folder = Path(path).parent
         if folder.name != commit and _COMMIT_RE.fullmatch(folder.name):
             commit, cache_first = folder.name, True  # snapshots/<commit>/: a commit never moves
@@ -338,19 +339,27 @@ def upload_folder(
     check_revision(revision)
     folder = Path(folder)
     verify_file(folder / WEIGHTS_NAME, read_config(folder)["files"][WEIGHTS_NAME]["sha256"])
+    server = hub_endpoint(endpoint) or "https://huggingface.co"
     api = HfApi(
         endpoint=hub_endpoint(endpoint),
         token=token,
         library_name=LIBRARY_NAME,
         library_version=library_version(),
     )
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    if revision is not None:
-        api.create_branch(repo_id, branch=revision, exist_ok=True)
-    return api.upload_folder(
-        repo_id=repo_id,
-        folder_path=folder,
-        revision=revision,
-        commit_message=commit_message,
-        allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, CARD_NAME],
-    )
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        if revision is not None:
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        return api.upload_folder(
+            repo_id=repo_id,
+            folder_path=folder,
+            revision=revision,
+            commit_message=commit_message,
+            allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, CARD_NAME],
+        )
+    except Exception as err:  # the client's HTTP errors and the transport's (httpx2)
+        raise HubUploadError(
+            f"uploading {folder} to Hub repo {repo_id} on {server} failed "
+            f"({type(err).__name__}: {err}). Check the connection, HF_ENDPOINT and your token "
+            f"(`hf auth login`), then retry"
+        ) from err

@@ -15,7 +15,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import EvalResult, ModelCardData
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
@@ -105,6 +104,8 @@ def write_folder(model: SpikingConvNet, directory: str | os.PathLike, card: dict
 
 def _card_metadata(card: dict[str, Any]) -> str:
     """The README's YAML front matter, built by huggingface_hub (escaping, model-index schema)."""
+    from huggingface_hub import EvalResult, ModelCardData  # slow to import: only when writing
+
     dataset = card.get("dataset", "unknown")
     results = [
         EvalResult(

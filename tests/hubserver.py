@@ -38,6 +38,7 @@ class HubServer:
         self.repos: dict[str, Repo] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path) in arrival order
         self.user_agents: list[str] = []  # User-Agent of each request, same order
+        self.truncate_after: int | None = None  # fault: file GETs stop after N bytes, then close
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -218,6 +219,13 @@ class _Handler(BaseHTTPRequestHandler):
             start = int(rng[6:].split("-")[0])
             status = 206
             headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+        cut = self.hub.truncate_after
+        if cut is not None and not head_only:  # announce the whole file, send a few bytes, hang up
+            headers["Content-Length"] = str(len(data) - start)
+            self._send(status, data[start : start + cut], headers)
+            self.wfile.flush()
+            self.close_connection = True
+            return None
         self._send(status, data[start:], headers, head_only)
 
     # -- POST (uploads)

@@ -213,6 +213,15 @@ def test_cli_exports_a_model_folder(tmp_path, capsys):
     assert meta["weights_sha256"] == sha256_file(folder / "model.safetensors")
 
 
+def test_cli_exports_a_local_dir_under_the_home_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    model = lively("fashion-mnist-lif", T=2).float()
+    plif_zoo.save_pretrained(model, tmp_path / "m", model_id="tiny-fmnist")
+    out = tmp_path / "m.nir"
+    assert cli.main(["export", "local-dir:~/m", "-o", str(out)]) == 0, capsys.readouterr().err
+    assert nir_metadata(read_nir(out))["model_id"] == "tiny-fmnist"
+
+
 @pytest.mark.parametrize(
     "argv,message",
     [

@@ -376,8 +376,90 @@ def test_a_cached_branch_is_used_when_the_hub_does_not_answer(server, hf_env, fo
         assert _same_weights(plif_zoo.load(f"hf-hub:{REPO}"), first)
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "soon", "inf"])
+@pytest.mark.parametrize("value", ["0", "-1", "soon", "inf", "2.5"])
 def test_bad_timeout_settings_are_named(monkeypatch, value):
     monkeypatch.setenv("HF_HUB_DOWNLOAD_TIMEOUT", value)
     with pytest.raises(ValueError, match="HF_HUB_DOWNLOAD_TIMEOUT"):
         hub.hub_timeouts()
+
+
+def test_a_download_cut_off_midway_is_one_line_from_the_cli(server, hf_env, folder, capsys):
+    """The transport's own errors (httpx2's, not OSError) become a HubDownloadError too."""
+    from plif_zoo.cli import main
+
+    server.commit(REPO, _files(folder))
+    server.truncate_after = 3
+    assert main(["download", f"hf-hub:{REPO}"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("plif-zoo download: error: downloading config.json of Hub repo")
+    assert REPO in err and "Retry" in err
+    with pytest.raises(HubDownloadError) as info:
+        hub.download(REPO)
+    assert info.value.__cause__ is not None  # PLIF_ZOO_DEBUG=1 shows the transport's error
+
+
+def test_a_failed_push_is_one_line_from_the_cli(hf_env, folder, monkeypatch, capsys):
+    from plif_zoo.cli import main
+    from plif_zoo.errors import HubUploadError
+
+    monkeypatch.setenv("HF_ENDPOINT", _closed_port_url())
+    monkeypatch.setenv("HF_TOKEN", "test-token")
+    assert main(["push", str(folder), "--repo", "someone/x"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("plif-zoo push: error: uploading") and "someone/x" in err
+    with pytest.raises(HubUploadError, match="hf auth login"):
+        plif_zoo.push_to_hub(folder, "someone/x")
+
+
+def test_cli_push_of_a_model_outside_the_registry_prints_its_hub_name(
+    server, hf_env, tmp_path, monkeypatch, capsys
+):
+    from plif_zoo.cli import main
+
+    torch.manual_seed(4)
+    mine = plif_zoo.save_pretrained(
+        plif_zoo.create_model(MODEL_ID, T=2, num_classes=3), tmp_path / "my-gestures"
+    )
+    monkeypatch.setenv("HF_TOKEN", "test-token")
+    assert main(["push", str(mine), "--repo", "someone/my-gestures"]) == 0
+    out = capsys.readouterr().out
+    commit = server.repos["someone/my-gestures"].refs["main"]
+    assert out.strip().splitlines()[-1].endswith(f"load it as hf-hub:someone/my-gestures@{commit}")
+    loaded = plif_zoo.load(f"hf-hub:someone/my-gestures@{commit}")
+    assert _same_weights(loaded, plif_zoo.load(f"local-dir:{mine}"))
+
+
+def test_a_decimal_timeout_does_not_break_import_and_is_named(tmp_path):
+    """huggingface_hub reads these with int() at its import: plif_zoo imports it lazily and
+    checks the value first."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, HF_HUB_ETAG_TIMEOUT="2.5", HF_ENDPOINT=_closed_port_url())
+    code = (
+        "import plif_zoo, sys; assert 'huggingface_hub' not in sys.modules; "
+        "print(len(plif_zoo.list_models()))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert run.returncode == 0 and int(run.stdout) > 0, run.stderr
+    cli = [sys.executable, "-m", "plif_zoo.cli", "download", f"hf-hub:{REPO}"]
+    run = subprocess.run(cli, env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 1 and len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert "HF_HUB_ETAG_TIMEOUT='2.5' must be a whole number of seconds" in run.stderr
+
+
+def test_a_revision_does_not_apply_to_a_local_folder(folder):
+    with pytest.raises(ValueError, match="local folder has no revisions"):
+        plif_zoo.load(f"local-dir:{folder}", revision="abc")
+
+
+def test_the_registry_pin_given_as_revision_keeps_the_registry_checksum(
+    server, hf_env, folder, monkeypatch
+):
+    commit = server.commit(REPO, _files(folder))
+    publish(monkeypatch, "0" * 64, commit)  # the registry expects other weights than the repo's
+    with pytest.raises(ChecksumError):
+        plif_zoo.load(MODEL_ID, revision=commit)

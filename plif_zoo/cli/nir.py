@@ -33,7 +33,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         require_nir()
     except MissingExtraError as err:
         return fail(str(err))
-    folder = Path(args.model.removeprefix("local-dir:"))
+    folder = Path(args.model.removeprefix("local-dir:")).expanduser()
     if folder.is_dir() and (folder / WEIGHTS_NAME).is_file():
         model = load(f"local-dir:{folder}", backend="torch")  # checks the weights' sha256
         config = read_config(folder)

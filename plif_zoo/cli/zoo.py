@@ -66,19 +66,32 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
     from pathlib import Path
 
     from ..factory import push_to_hub
-    from ..model_folder import read_config
-    from ..registry import HUB_ORG, published_entry
+    from ..model_folder import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, read_config
+    from ..registry import HUB_ORG, list_models, published_entry
 
     folder = Path(args.folder)
     model_id = read_config(folder).get("card", {}).get("model_id") or folder.name
     repo = args.repo or f"{HUB_ORG}/{model_id}"
-    info = push_to_hub(folder, repo, revision=args.revision, private=args.private)
-    print(f"pushed {folder} to {repo} at commit {info.oid}")
-    print("register it with this line in PUBLISHED_WEIGHTS (plif_zoo/registry.py):")
-    print(published_entry(folder, info.oid, hf_repo=repo))
+    with tempfile.TemporaryDirectory() as tmp:
+        # One snapshot of the folder: a training run may replace best/ while this uploads, and
+        # what is checked, uploaded and printed must be the same save.
+        snap = Path(tmp) / folder.name
+        snap.mkdir()
+        for name in (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME):
+            if (folder / name).is_file():
+                shutil.copy2(folder / name, snap / name)
+        info = push_to_hub(snap, repo, revision=args.revision, private=args.private)
+        print(f"pushed {folder} to {repo} at commit {info.oid}")
+        if model_id in list_models():
+            print("register it with this line in PUBLISHED_WEIGHTS (plif_zoo/registry.py):")
+            print(published_entry(snap, info.oid, hf_repo=repo))
+        else:
+            print(f"{model_id!r} is not a registry id: load it as hf-hub:{repo}@{info.oid}")
     return 0
 
 
