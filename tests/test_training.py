@@ -5,6 +5,7 @@ keeps each run to a few seconds on 2 CPU cores."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib.util
 import itertools
 import json
@@ -452,3 +453,41 @@ def test_compile_trains_with_fused_adam_and_resumes_exactly(tmp_path):
     assert_same_weights(weights(tmp_path / "straight"), weights(tmp_path / "split"))
     # the best/ folder of a compiled run is an ordinary zoo model folder
     plif_zoo.load(f"local-dir:{tmp_path / 'straight' / 'best'}")
+
+
+def test_a_resume_with_compile_keeps_the_adam_it_started_with(tmp_path):
+    """Loading the optimizer state restores its ``fused`` flag; Adam must be built with the same
+    one (a fused flag on an unfused Adam breaks GradScaler.step on CUDA)."""
+    from plif_zoo.training.build import build_run
+    from plif_zoo.training.runtime import Dist
+
+    run(tmp_path, "eager", epochs=1)
+    ckpt = training.load_checkpoint(tmp_path / "eager")
+    assert not ckpt["optimizer"]["param_groups"][0]["fused"]
+    cfg = training.load_config(TINY["model"], **{**TINY, "out": str(tmp_path / "eager")})
+    cfg = training.load_config(TINY["model"], **{**dataclasses.asdict(cfg), "compile": True})
+    built = build_run(cfg, None, ckpt, Dist(), torch.device("cpu"))
+    assert not built.optimizer.defaults["fused"]
+    assert not getattr(built.optimizer, "_step_supports_amp_scaling", False)
+    # a CPU run's scaler is stored disabled ({}); resumed where --amp enables one: a fresh one
+    from plif_zoo.training.checkpoint import restore_checkpoint
+
+    assert ckpt["scaler"] == {}
+    scaler = torch.amp.GradScaler("cpu", enabled=True)
+    restore_checkpoint(ckpt, {**built.parts(), "scaler": scaler}, 0, torch.device("cpu"))
+    assert scaler.is_enabled() and scaler.get_scale() == 2.0**16
+
+
+def test_without_validation_best_keeps_the_first_of_tied_epochs(tmp_path, monkeypatch):
+    from plif_zoo.training import loop
+
+    ties = iter([0.5, 0.5])
+
+    def tied(run_):
+        return {"test_loss": 0.1, "test_top1": next(ties), "test_samples": 24}
+
+    monkeypatch.setattr(loop, "_evaluate_epoch", tied)
+    run(tmp_path, "tied", epochs=2, val_fraction=0)
+    summary = json.loads((tmp_path / "tied" / "summary.json").read_text())
+    card = json.loads((tmp_path / "tied" / "best" / "config.json").read_text())["card"]
+    assert summary["accuracy_a_epoch"] == 1 and card["best_epoch"] == 1

@@ -105,11 +105,15 @@ def build_run(
         _freeze_features(model)
     model.to(device)
     torch.manual_seed(cfg.seed + dist.rank)
+    fused = cfg.compile or None
+    if ckpt is not None:  # a resumed run keeps the Adam it started with (--compile may change):
+        # loading the state restores its `fused` flag, which must match how Adam was built
+        fused = ckpt["optimizer"]["param_groups"][0].get("fused", fused)
     optimizer = torch.optim.Adam(
         [p for p in model.parameters() if p.requires_grad],
         lr=cfg.lr,
         weight_decay=cfg.weight_decay,
-        fused=cfg.compile or None,  # a resumed run keeps the implementation it started with
+        fused=fused,
     )
     return Run(
         cfg=cfg,

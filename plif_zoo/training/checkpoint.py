@@ -230,7 +230,9 @@ def restore_checkpoint(
 ) -> RunState:
     """Load ``parts`` and this rank's RNG state from ``ckpt``; its RunState."""
     for name, part in parts.items():
-        if name == "scaler" and name not in ckpt:  # written before the GradScaler was stored
+        if name == "scaler" and not ckpt.get(name):
+            # stored before the GradScaler was, or stored disabled (a CPU run resumed on CUDA
+            # with --amp): a fresh scaler
             continue
         part.load_state_dict(ckpt[name])
     state = RunState()

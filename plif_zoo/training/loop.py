@@ -262,7 +262,8 @@ def _update_best(state: RunState, row: dict[str, Any]) -> bool:
     if has_val:
         row["accuracy_b"] = state.best_test
         row["best_epoch"] = state.best_epoch
-    return improved if has_val else row["test_top1"] >= prev_a
+    # without validation: best test top-1, the first of tied epochs (as summary.json's)
+    return improved if has_val else (not state.history or row["test_top1"] > prev_a)
 
 
 def _finish_epoch(run: Run, state: RunState, row: dict[str, Any], new_best: bool) -> None:
