@@ -314,7 +314,9 @@ def test_sigterm_checkpoints_and_stops(tmp_path):
     assert proc.returncode == 3
     assert b"continue with --resume" in stdout
     ckpt = training.load_checkpoint(out)
-    assert ckpt["epoch"] >= 1 and ckpt["step"] > 0
+    # mid-epoch (step > 0), or at the end of the epoch the signal arrived in (step 0)
+    assert ckpt["epoch"] >= 1 and ckpt["epoch"] + (ckpt["step"] > 0) < 50
+    assert f"epoch {ckpt['epoch'] + (ckpt['step'] > 0)}".encode() in stdout
 
 
 def test_spike_counter_counts_synaptic_operations_from_spikes():
@@ -491,3 +493,26 @@ def test_without_validation_best_keeps_the_first_of_tied_epochs(tmp_path, monkey
     summary = json.loads((tmp_path / "tied" / "summary.json").read_text())
     card = json.loads((tmp_path / "tied" / "best" / "config.json").read_text())["card"]
     assert summary["accuracy_a_epoch"] == 1 and card["best_epoch"] == 1
+
+
+def test_a_stop_during_evaluation_ends_the_run_after_that_epochs_checkpoint(tmp_path, monkeypatch):
+    from plif_zoo.training import loop
+
+    straight = run(tmp_path, "straight", epochs=2)
+    evaluate = loop._evaluate_epoch
+
+    def evaluate_then_sigterm(run_):
+        os.kill(os.getpid(), signal.SIGTERM)  # as a session's end would, mid-evaluation
+        return evaluate(run_)
+
+    monkeypatch.setattr(loop, "_evaluate_epoch", evaluate_then_sigterm)
+    stopped = run(tmp_path, "split", epochs=2)
+    assert stopped.stopped and stopped.epochs == 1
+    assert stopped.step == 0  # no step of epoch 2 after the signal
+    assert training.load_checkpoint(tmp_path / "split")["step"] == 0
+    assert len(read_csv(tmp_path / "split" / "metrics.csv")) == 1
+    monkeypatch.setattr(loop, "_evaluate_epoch", evaluate)
+    resumed = run(tmp_path, "split", epochs=2, resume=True)
+    assert [row["epoch"] for row in resumed.history] == [1, 2]
+    assert_same_weights(weights(tmp_path / "straight"), weights(tmp_path / "split"))
+    assert resumed.accuracy_b == straight.accuracy_b

@@ -388,6 +388,11 @@ def _train_locked(
             row = {"epoch": state.epoch + 1, "lr": lr, **train_row, **_evaluate_epoch(run)}
             new_best = _update_best(state, row)
             _finish_epoch(run, state, row, new_best)
+            # A stop during the last step or the evaluation: the epoch's checkpoint is written.
+            if state.epoch < cfg.epochs and any_rank(run.stop.requested, dist, device):
+                if dist.main:
+                    print(f"stopped after epoch {state.epoch}; continue with --resume", flush=True)
+                return TrainResult(out=str(run.out), epochs=state.epoch, step=0, stopped=True)
     finally:
         run.stop.close()
         run.writer.close()
