@@ -516,3 +516,18 @@ def test_a_stop_during_evaluation_ends_the_run_after_that_epochs_checkpoint(tmp_
     assert [row["epoch"] for row in resumed.history] == [1, 2]
     assert_same_weights(weights(tmp_path / "straight"), weights(tmp_path / "split"))
     assert resumed.accuracy_b == straight.accuracy_b
+
+
+def test_eval_of_the_val_split_uses_the_hold_out_the_run_trained_with(tmp_path):
+    from plif_zoo.training.evaluation import _val_fraction_of_model
+
+    run(tmp_path, "v30", val_fraction=0.3)
+    assert _val_fraction_of_model(f"local-dir:{tmp_path / 'v30' / 'best'}") == 0.3
+    assert _val_fraction_of_model("fashion-mnist-plif") == 0.15  # published cards: the recipe's
+    run(tmp_path, "all", val_fraction=0)
+    with pytest.raises(ValueError, match="no validation hold-out"):
+        training.evaluate(str(tmp_path / "all" / "best"), split="val", max_samples=8)
+    r = training.evaluate(
+        str(tmp_path / "all" / "best"), split="val", val_fraction=0.2, max_samples=8, T=2
+    )
+    assert r["split"] == "val" and r["samples"] == 8

@@ -31,6 +31,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         amp=args.amp,
         T=args.T,
         backend=args.backend,
+        val_fraction=args.val_fraction,
     )
     if args.json:
         print(json.dumps(r))
@@ -136,6 +137,11 @@ def _add_eval(sub) -> None:
     )
     p.add_argument(
         "--split", choices=("test", "val"), default="test", help="val = the accuracy-B hold-out"
+    )
+    p.add_argument(
+        "--val-fraction",
+        type=opt.fraction,
+        help="hold-out per class of --split val (default: the model folder's recipe, else 0.15)",
     )
     p.add_argument(
         "--max-eval-samples",

@@ -159,7 +159,7 @@ def evaluate(
     num_workers: int = 0,
     T: int | None = None,
     backend: str = "auto",
-    val_fraction: float = 0.15,
+    val_fraction: float | None = None,
 ) -> dict[str, Any]:
     """Top-1, loss, per-layer firing rates, spikes and SynOps per sample, images/s (inference mode).
 
@@ -167,6 +167,8 @@ def evaluate(
     (loaded with ``pretrained``).
     dataset: a Dataset of (input, label), or a dataset name (default: the model's) whose
     ``split`` (``test`` or ``val``, the accuracy-B hold-out) is read from ``data_dir``.
+    val_fraction: the hold-out per class; default: the one a model folder's recipe records,
+    else the recipe's 0.15.
     """
     model_id = None
     if isinstance(model, (str, Path)):
@@ -181,6 +183,14 @@ def evaluate(
         name = dataset or _dataset_name_of_model(model_id)
         if split not in ("test", "val"):
             raise ValueError(f"split must be 'test' or 'val', got {split!r}")
+        if val_fraction is None:
+            val_fraction = _val_fraction_of_model(model_id)
+        if split == "val" and val_fraction == 0:
+            raise ValueError(
+                f"{model_id or 'this model'} was trained on the whole training set "
+                f"(val_fraction 0): it has no validation hold-out; evaluate the test split, or "
+                f"pass the hold-out to use (val_fraction / --val-fraction)"
+            )
         image_shape = model_input_shape(model_id, model) if name == "imagefolder" else None
         dataset = data_mod.get_dataset(
             name,
@@ -209,6 +219,15 @@ def evaluate(
     result["split"] = split
     result["device"] = str(dev)
     return result
+
+
+def _val_fraction_of_model(model_id: str | None) -> float:
+    """The hold-out a model folder's training recipe used (its best/ card), else 0.15."""
+    if model_id is not None and model_id.startswith("local-dir:"):
+        recipe = read_config(model_id[len("local-dir:") :]).get("card", {}).get("recipe")
+        if isinstance(recipe, dict) and isinstance(recipe.get("val_fraction"), (int, float)):
+            return float(recipe["val_fraction"])
+    return 0.15
 
 
 def _dataset_name_of_model(model_id: str | None) -> str:
