@@ -531,3 +531,29 @@ def test_eval_of_the_val_split_uses_the_hold_out_the_run_trained_with(tmp_path):
         str(tmp_path / "all" / "best"), split="val", val_fraction=0.2, max_samples=8, T=2
     )
     assert r["split"] == "val" and r["samples"] == 8
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_augmented_batches_are_the_same_whether_the_epoch_resumes_or_not(num_workers):
+    """Random augmentation (MNIST's RandomAffine) with DataLoader workers: each batch is seeded
+    by its step, not by the worker that happens to read it after a resume."""
+    from plif_zoo.data import TensorImageDataset, train_transform
+    from plif_zoo.training.datasets import train_loader
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (48, 1, 28, 28), dtype=torch.uint8, generator=g)
+    ds = TensorImageDataset(images, torch.zeros(48, dtype=torch.long), train_transform("mnist"))
+    batches = [list(range(i * 6, (i + 1) * 6)) for i in range(8)]
+
+    kw = dict(seed=2020, epoch=3, rank=0, num_workers=num_workers, pin=False)
+    torch.manual_seed(1)
+    through, at_step_3 = [], None
+    for step, (x, _) in enumerate(train_loader(ds, batches, 0, **kw)):
+        through.append(x)
+        if step == 2:  # what the checkpoint at step 3 holds of the global RNG
+            at_step_3 = torch.get_rng_state()
+    torch.set_rng_state(at_step_3)
+    resumed = [x for x, _ in train_loader(ds, batches, 3, **kw)]
+    assert len(resumed) == 5
+    assert all(torch.equal(a, b) for a, b in zip(through[3:], resumed, strict=True))
+    assert not torch.equal(through[0], through[1])  # the augmentation is random per batch

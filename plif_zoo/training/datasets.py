@@ -7,12 +7,13 @@ samples (:func:`eval_slice`), so a class-sorted split still shows every class.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import random
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from .. import data as data_mod
 from .config import TrainConfig, dataset_of
@@ -24,6 +25,7 @@ __all__ = [
     "subset",
     "model_input_shape",
     "eval_loader",
+    "train_loader",
     "num_classes_of",
     "check_num_classes",
 ]
@@ -114,6 +116,65 @@ def eval_loader(
         pin_memory=pin,
         generator=torch.Generator().manual_seed(0),
     )  # leaves the global RNG alone
+
+
+class _Batch(list):
+    """A batch's sample indices, and its step in the epoch."""
+
+    def __init__(self, indices: Sequence[int], step: int):
+        super().__init__(indices)
+        self.step = step
+
+
+class _SeedEachBatch(Dataset):
+    """``base``, read by DataLoader workers with torch's and Python's RNG seeded from (seed,
+    epoch, rank, step) before each batch: a batch's random augmentation does not depend on
+    which worker reads it, so a run resumed mid-epoch sees the same images. (Without workers
+    the checkpointed global RNG already continues exactly; nothing is reseeded there.)"""
+
+    def __init__(self, base: Dataset, seed: int, epoch: int, rank: int):
+        self.base, self.key = base, (seed, epoch, rank)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        return self.base[i]
+
+    def __getitems__(self, batch: Sequence[int]) -> list:
+        if get_worker_info() is not None and isinstance(batch, _Batch):
+            seed = 0
+            for part in (*self.key, batch.step):
+                seed = (seed * 1_000_003 + part) % 2**63
+            torch.manual_seed(seed)
+            random.seed(seed)
+        return [self.base[i] for i in batch]
+
+
+def train_loader(
+    ds: Dataset,
+    batches: list[list[int]],
+    start_step: int,
+    *,
+    seed: int,
+    epoch: int,
+    rank: int,
+    num_workers: int,
+    pin: bool,
+) -> DataLoader:
+    """The epoch's ``batches`` of ``ds`` from ``start_step`` on, the same images (augmentation
+    included) whether the epoch runs through or resumes at ``start_step``."""
+    if num_workers:
+        ds = _SeedEachBatch(ds, seed, epoch, rank)
+    return DataLoader(
+        ds,
+        batch_sampler=[_Batch(b, step) for step, b in enumerate(batches)][start_step:],
+        num_workers=num_workers,
+        pin_memory=pin,
+        # Its own generator: a loader drawing its base seed from the global RNG would shift
+        # the dropout masks of a run resumed mid-epoch.
+        generator=torch.Generator().manual_seed(seed + epoch),
+    )
 
 
 def num_classes_of(cfg: TrainConfig) -> int:

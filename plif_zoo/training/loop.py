@@ -15,13 +15,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
 
 from ..errors import NonFiniteError, RunFolderError
 from .build import Run, build_run, set_train_mode, start_run
 from .checkpoint import CHECKPOINT, check_resume, restore_checkpoint, rng_state, save_checkpoint
 from .config import TrainConfig, resolve_config
-from .datasets import eval_loader
+from .datasets import eval_loader, train_loader
 from .evaluation import run_eval
 from .run_dir import plif_taus, recover_best, save_best, write_summary
 from .run_lock import RunLock, remove_stale_temps
@@ -167,14 +166,15 @@ def train_one_epoch(run: Run, state: RunState) -> dict[str, float] | None:
     cfg, dist, device = run.cfg, run.dist, run.device
     epoch, start_step, base = state.epoch, state.step, state.running
     batches = _epoch_batches(run, epoch)
-    # Its own generator: a loader drawing its base seed from the global RNG would shift the
-    # dropout masks of a run resumed mid-epoch.
-    loader = DataLoader(
+    loader = train_loader(
         run.sets["train"],
-        batch_sampler=batches[start_step:],
+        batches,
+        start_step,
+        seed=cfg.seed,
+        epoch=epoch,
+        rank=dist.rank,
         num_workers=cfg.num_workers,
-        pin_memory=device.type == "cuda",
-        generator=torch.Generator().manual_seed(cfg.seed + epoch),
+        pin=device.type == "cuda",
     )
     local = Tally()  # this rank's steps since start_step
     set_train_mode(run.model, cfg)
