@@ -78,3 +78,13 @@ def test_two_cpu_processes_train_one_run_and_resume(tmp_path, tiny_config):
     )  # shards add up
     assert len(list((out / "tb").glob("events.*"))) == 2  # rank 0 only: one file per launch
     assert (out / "best" / "model.safetensors").is_file()
+    # one process cannot resume a two-process run: each rank had its own data shard and RNG
+    bin_dir = Path(sys.executable).parent
+    alone = subprocess.run(
+        [str(bin_dir / "plif-zoo"), "train", *common, "--epochs", "3", "--resume"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert alone.returncode == 1 and len(alone.stderr.strip().splitlines()) == 1, alone.stderr
+    assert "trained by 2 process(es), not 1" in alone.stderr

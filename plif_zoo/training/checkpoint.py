@@ -153,11 +153,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     )
 
 
-def check_resume(cfg: TrainConfig, out: Path, resume: bool) -> dict[str, Any] | None:
+def check_resume(
+    cfg: TrainConfig, out: Path, resume: bool, world: int = 1
+) -> dict[str, Any] | None:
     """The checkpoint to resume from (None for a new run).
 
-    Refuses a resume whose recipe differs from the checkpoint's, and a new run in a folder
-    that already holds one.
+    Refuses a resume whose recipe or number of processes (``world``) differs from the
+    checkpoint's, and a new run in a folder that already holds one.
     """
     if not resume:
         if (out / CHECKPOINT).exists():
@@ -180,6 +182,11 @@ def check_resume(cfg: TrainConfig, out: Path, resume: bool) -> dict[str, Any] | 
         raise ValueError(
             f"--resume with a different recipe ({diffs}); "
             f"resume with the same settings or start a new --out"
+        )
+    if len(ckpt["rng"]) != world:  # one RNG state per rank; each rank has its own data shard
+        raise ValueError(
+            f"{out} was trained by {len(ckpt['rng'])} process(es), not {world}: resume it with "
+            f"the same torchrun --nproc-per-node (or without torchrun for 1), or start a new --out"
         )
     return ckpt
 

@@ -364,7 +364,7 @@ def _train_locked(
     device: torch.device,
 ) -> TrainResult:
     """:func:`train` once the run folder is held."""
-    ckpt = check_resume(cfg, Path(cfg.out), resume)
+    ckpt = check_resume(cfg, Path(cfg.out), resume, dist.world)
 
     # Model, data and optimizer; then the checkpoint's state, or the initial taus (epoch 0).
     run = build_run(cfg, model, ckpt, dist, device)
