@@ -267,6 +267,8 @@ def download(
                 try:
                     path = hf_hub_download(**kw, local_files_only=True)
                 except hf.LocalEntryNotFoundError:
+                    if filename == CARD_NAME and _known_missing(repo_id, filename, cache, commit):
+                        continue  # a repo without a card: the cache remembers, no request
                     if offline:
                         raise
             if path is None and not probed:  # ask once, bounded, before the client retries
@@ -305,6 +307,15 @@ def _no_answer(
         f"network access, set HF_ENDPOINT to a reachable mirror, raise HF_HUB_ETAG_TIMEOUT for a "
         f"slow one, or use HF_HUB_OFFLINE=1 with a warm cache"
     )
+
+
+def _known_missing(repo_id: str, filename: str, cache: str | None, revision: str | None) -> bool:
+    """The cache records that ``filename`` does not exist at ``revision`` (the client's
+    ``.no_exist`` marker, written when the server said so)."""
+    from huggingface_hub import _CACHED_NO_EXIST, try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, filename, cache_dir=cache, revision=revision)
+    return found is _CACHED_NO_EXIST
 
 
 def _cached(kw: dict) -> str | None:

@@ -115,12 +115,24 @@ class _Handler(BaseHTTPRequestHandler):
             status, json.dumps(data).encode(), {"Content-Type": "application/json"}, head_only
         )
 
-    def _error(self, code: str, message: str, status: int = 404, head_only: bool = False) -> None:
+    def _error(
+        self,
+        code: str,
+        message: str,
+        status: int = 404,
+        head_only: bool = False,
+        headers: dict | None = None,
+    ) -> None:
         body = json.dumps({"error": message}).encode()
         self._send(
             status,
             body,
-            {"Content-Type": "application/json", "X-Error-Code": code, "X-Error-Message": message},
+            {
+                "Content-Type": "application/json",
+                "X-Error-Code": code,
+                "X-Error-Message": message,
+                **(headers or {}),
+            },
             head_only,
         )
 
@@ -202,9 +214,12 @@ class _Handler(BaseHTTPRequestHandler):
         sha, files = self._snapshot(repo_id, revision, head_only)
         if sha is None:
             return
-        if path not in files:
+        if path not in files:  # the Hub names the commit it looked in (the client caches that)
             return self._error(
-                "EntryNotFound", f"{path} does not exist at {revision}", head_only=head_only
+                "EntryNotFound",
+                f"{path} does not exist at {revision}",
+                head_only=head_only,
+                headers={"X-Repo-Commit": sha},
             )
         data = files[path]
         headers = {

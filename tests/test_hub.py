@@ -463,3 +463,13 @@ def test_the_registry_pin_given_as_revision_keeps_the_registry_checksum(
     publish(monkeypatch, "0" * 64, commit)  # the registry expects other weights than the repo's
     with pytest.raises(ChecksumError):
         plif_zoo.load(MODEL_ID, revision=commit)
+
+
+def test_a_cached_commit_of_a_repo_without_a_card_needs_no_request(server, hf_env, folder):
+    files = {k: v for k, v in _files(folder).items() if k != "README.md"}
+    commit = server.commit("someone/no-card", files)
+    first = plif_zoo.load(f"hf-hub:someone/no-card@{commit}")
+    before = len(server.requests)
+    again = plif_zoo.load(f"hf-hub:someone/no-card@{commit}")
+    assert len(server.requests) == before, server.requests[before:]
+    assert _same_weights(first, again)
