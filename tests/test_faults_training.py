@@ -105,6 +105,48 @@ def test_recover_best_leaves_one_complete_best_folder(one_epoch, tmp_path, has_b
         assert not (out / "best").exists()
 
 
+def _newer_best(out: Path) -> None:
+    """What a kill after best/ is swapped but before the epoch's checkpoint leaves: best/ of an
+    epoch the checkpoint never saw (here: 2, other weights), best.old of the one it did."""
+    shutil.copytree(out / "best", out / "best.old")
+    torch.manual_seed(9)
+    model = plif_zoo.create_model(TINY["model"], T=TINY["T"], **TINY["model_kwargs"])
+    config = json.loads((out / "best" / "config.json").read_text())
+    shutil.rmtree(out / "best")
+    plif_zoo.save_pretrained(model, out / "best", **{**config["card"], "best_epoch": 2})
+
+
+def test_a_kill_between_a_new_best_and_its_checkpoint_puts_the_checkpoints_best_back(
+    one_epoch, tmp_path
+):
+    out = copy_run(one_epoch, tmp_path / "run")
+    before = (out / "best" / "model.safetensors").read_bytes()
+    _newer_best(out)
+    run(out.parent, "run", epochs=1, resume=True)  # takes the folder; nothing left to train
+    assert (out / "best" / "model.safetensors").read_bytes() == before
+    assert json.loads((out / "best" / "config.json").read_text())["card"]["best_epoch"] == 1
+    assert no_temp_files(out)
+
+
+def test_a_failed_checkpoint_after_a_new_best_puts_the_previous_best_back(
+    one_epoch, tmp_path, monkeypatch
+):
+    from plif_zoo.training import loop
+
+    out = copy_run(one_epoch, tmp_path / "run")
+    force_new_best(out)  # epoch 2 replaces best/
+    before = (out / "best" / "model.safetensors").read_bytes()
+
+    def interrupted(run_, state):
+        raise KeyboardInterrupt  # Ctrl-C while the epoch's checkpoint is written
+
+    monkeypatch.setattr(loop, "_save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(out.parent, "run", epochs=2, resume=True)
+    assert (out / "best" / "model.safetensors").read_bytes() == before
+    assert no_temp_files(out)
+
+
 KILL_STATES = {
     "best + partial best.old (issue 12)": dict(old="partial"),
     "best.old + complete best.tmp, no best": dict(old="complete", tmp="complete", best=False),

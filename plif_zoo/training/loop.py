@@ -18,11 +18,18 @@ from torch import nn
 
 from ..errors import NonFiniteError, RunFolderError
 from .build import Run, build_run, set_train_mode, start_run
-from .checkpoint import CHECKPOINT, check_resume, restore_checkpoint, rng_state, save_checkpoint
+from .checkpoint import (
+    CHECKPOINT,
+    check_resume,
+    load_checkpoint,
+    restore_checkpoint,
+    rng_state,
+    save_checkpoint,
+)
 from .config import TrainConfig, resolve_config
 from .datasets import eval_loader, train_loader
 from .evaluation import run_eval
-from .run_dir import plif_taus, recover_best, save_best, write_summary
+from .run_dir import drop_previous_best, plif_taus, recover_best, save_best, write_summary
 from .run_lock import RunLock, remove_stale_temps
 from .runtime import (
     Dist,
@@ -289,7 +296,14 @@ def _finish_epoch(run: Run, state: RunState, row: dict[str, Any], new_best: bool
             f"epoch {row['epoch']}/{run.cfg.epochs}: {msg} ({row['train_images_per_s']:.1f} img/s)",
             flush=True,
         )
-    _save(run, state)
+    try:
+        _save(run, state)
+    except BaseException:
+        if run.dist.main and new_best:  # the checkpoint on disk never saw this best/
+            recover_best(run.out, state.best_model_epoch(before=state.epoch))
+        raise
+    if run.dist.main:
+        drop_previous_best(run.out)  # the checkpoint now knows the new best/
 
 
 def _fresh_state(run: Run) -> RunState:
@@ -340,7 +354,7 @@ def _take_run_folder(out: Path, dist: Dist, device: torch.device) -> RunLock | N
     if dist.main:
         try:
             lock = RunLock(out).acquire()
-            recover_best(out)
+            recover_best(out, _checkpoint_best_epoch(out))
             remove_stale_temps(out)
         except RunFolderError as err:
             error = err
@@ -353,6 +367,19 @@ def _take_run_folder(out: Path, dist: Dist, device: torch.device) -> RunLock | N
             f"rank 0 could not take the run folder {out}; see its message"
         )
     return lock
+
+
+def _checkpoint_best_epoch(out: Path) -> int | None:
+    """The epoch the checkpoint expects in best/, read only when a kill left best/ beside a
+    best.old (best/ may then be newer than the checkpoint); None otherwise or unreadable."""
+    if not ((out / "best").is_dir() and (out / "best.old").is_dir()):
+        return None
+    try:
+        state = RunState()
+        state.load_state_dict(load_checkpoint(out / CHECKPOINT))
+    except Exception:  # no or a broken checkpoint: --resume reports it; keep best/
+        return None
+    return state.best_model_epoch()
 
 
 def _train_locked(

@@ -26,7 +26,15 @@ from .config import TrainConfig, dataset_of
 from .run_lock import disk_errors
 from .state import RunState
 
-__all__ = ["RunWriter", "plif_taus", "hardware_name", "write_summary", "save_best", "recover_best"]
+__all__ = [
+    "RunWriter",
+    "plif_taus",
+    "hardware_name",
+    "write_summary",
+    "save_best",
+    "recover_best",
+    "drop_previous_best",
+]
 
 
 def plif_taus(model: nn.Module) -> dict[str, float]:
@@ -186,27 +194,52 @@ def _card(
     return card
 
 
-def recover_best(out: Path) -> None:
-    """Bring ``best/`` back to one complete folder after a kill during :func:`save_best`.
+def recover_best(out: Path, best_epoch: int | None = None) -> None:
+    """Bring ``best/`` back to one complete folder after a kill during :func:`save_best` or
+    before the checkpoint that follows it.
 
-    The swap runs best.tmp (built) -> best -> best.old -> best.tmp -> best -> remove best.old, so
-    ``best.old`` without ``best`` is complete and matches the checkpoint (written after the swap);
-    ``best.tmp`` beside either is unfinished or not yet published; ``best.old`` beside ``best``
-    is a leftover. Call only while holding the run's lock.
+    The swap runs best.tmp (built) -> best -> best.old -> best.tmp -> best; ``best.old`` goes
+    only once the epoch's checkpoint is written (:func:`drop_previous_best`). So ``best.old``
+    without ``best`` is complete and matches the checkpoint; ``best.tmp`` is unfinished or not
+    yet published. ``best`` beside a complete ``best.old`` is newer than the checkpoint when
+    the kill came before it: with ``best_epoch`` (the checkpoint's, see
+    :meth:`RunState.best_model_epoch`) the folder of that epoch stays; without it ``best``
+    does. Call only while holding the run's lock.
     """
     best, old, tmp = out / "best", out / "best.old", out / "best.tmp"
-    if not best.exists() and all((old / f).is_file() for f in ("config.json", "model.safetensors")):
+    if not best.exists() and _complete(old):
         os.replace(old, best)
+    elif best_epoch is not None and _complete(old) and _epoch_of(best) != best_epoch:
+        if _epoch_of(old) == best_epoch:  # best/ is of an epoch the checkpoint never saw
+            shutil.rmtree(best)
+            os.replace(old, best)
     for leftover in (tmp, old):
         if leftover.exists():
             shutil.rmtree(leftover)
+
+
+def _complete(folder: Path) -> bool:
+    return all((folder / f).is_file() for f in ("config.json", "model.safetensors"))
+
+
+def _epoch_of(folder: Path) -> int | None:
+    """The epoch whose weights a best/ folder holds (its card's ``best_epoch``)."""
+    try:
+        return json.loads((folder / "config.json").read_text())["card"]["best_epoch"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def drop_previous_best(out: Path) -> None:
+    """Remove ``best.old`` once the checkpoint of the epoch that replaced it is written."""
+    shutil.rmtree(out / "best.old", ignore_errors=True)
 
 
 def save_best(
     model: nn.Module, out: Path, cfg: TrainConfig, row: dict, hardware: str, wall_s: float
 ) -> None:
     """Replace ``out/best`` with a zoo model folder of ``model``: built in ``best.tmp``, then
-    swapped in (the previous one is kept as ``best.old`` until the new one is in place).
+    swapped in (the previous one is kept as ``best.old`` until the epoch's checkpoint is written).
 
     A kill at any point leaves a state :func:`recover_best` repairs; a full disk leaves the
     previous ``best/`` and no ``best.tmp``."""
@@ -222,6 +255,4 @@ def save_best(
     old = out / "best.old"
     if best.exists():
         os.replace(best, old)
-    os.replace(tmp, best)
-    if old.exists():
-        shutil.rmtree(old)
+    os.replace(tmp, best)  # best.old stays until the checkpoint: drop_previous_best

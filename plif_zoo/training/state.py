@@ -82,6 +82,17 @@ class RunState:
     def next_epoch(self) -> None:
         self.epoch, self.step, self.running = self.epoch + 1, 0, Tally()
 
+    def best_model_epoch(self, before: int | None = None) -> int | None:
+        """The epoch whose weights best/ holds: the best validation epoch, or without
+        validation the first epoch of the best test top-1 (None before the first epoch).
+        ``before``: as it was before epoch ``before`` was added."""
+        rows = [h for h in self.history if before is None or h["epoch"] < before]
+        if not rows:
+            return None
+        key = "val_top1" if "val_top1" in rows[0] else "test_top1"
+        top = max(h[key] for h in rows)
+        return next(h["epoch"] for h in rows if h[key] == top)
+
     @property
     def accuracy_a(self) -> float:
         """Best test top-1 over the finished epochs (0 before the first)."""
