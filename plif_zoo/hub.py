@@ -350,9 +350,10 @@ def upload_folder(
     check_revision(revision)
     folder = Path(folder)
     verify_file(folder / WEIGHTS_NAME, read_config(folder)["files"][WEIGHTS_NAME]["sha256"])
-    server = hub_endpoint(endpoint) or "https://huggingface.co"
+    endpoint = hub_endpoint(endpoint)
+    server = endpoint or "https://huggingface.co"
     api = HfApi(
-        endpoint=hub_endpoint(endpoint),
+        endpoint=endpoint,
         token=token,
         library_name=LIBRARY_NAME,
         library_version=library_version(),

@@ -75,8 +75,7 @@ def cmd_push(args: argparse.Namespace) -> int:
     from ..registry import HUB_ORG, list_models, published_entry
 
     folder = Path(args.folder)
-    model_id = read_config(folder).get("card", {}).get("model_id") or folder.name
-    repo = args.repo or f"{HUB_ORG}/{model_id}"
+    read_config(folder)  # not a model folder: say so before anything is copied
     with tempfile.TemporaryDirectory() as tmp:
         # One snapshot of the folder: a training run may replace best/ while this uploads, and
         # what is checked, uploaded and printed must be the same save.
@@ -85,6 +84,8 @@ def cmd_push(args: argparse.Namespace) -> int:
         for name in (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME):
             if (folder / name).is_file():
                 shutil.copy2(folder / name, snap / name)
+        model_id = read_config(snap).get("card", {}).get("model_id") or folder.name
+        repo = args.repo or f"{HUB_ORG}/{model_id}"
         info = push_to_hub(snap, repo, revision=args.revision, private=args.private)
         print(f"pushed {folder} to {repo} at commit {info.oid}")
         if model_id in list_models():

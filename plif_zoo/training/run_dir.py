@@ -21,6 +21,7 @@ from torch import nn
 
 from .._io import atomic_write, cpu_name
 from ..factory import save_pretrained
+from ..model_folder import CONFIG_NAME, WEIGHTS_NAME, read_config
 from ..registry import list_models
 from .config import TrainConfig, dataset_of
 from .run_lock import disk_errors
@@ -219,14 +220,14 @@ def recover_best(out: Path, best_epoch: int | None = None) -> None:
 
 
 def _complete(folder: Path) -> bool:
-    return all((folder / f).is_file() for f in ("config.json", "model.safetensors"))
+    return all((folder / f).is_file() for f in (CONFIG_NAME, WEIGHTS_NAME))
 
 
 def _epoch_of(folder: Path) -> int | None:
     """The epoch whose weights a best/ folder holds (its card's ``best_epoch``)."""
     try:
-        return json.loads((folder / "config.json").read_text())["card"]["best_epoch"]
-    except (OSError, ValueError, KeyError, TypeError):
+        return read_config(folder).get("card", {}).get("best_epoch")
+    except (OSError, ValueError):  # missing, damaged or not a model folder's config
         return None
 
 
