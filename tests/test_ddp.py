@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -88,3 +90,55 @@ def test_two_cpu_processes_train_one_run_and_resume(tmp_path, tiny_config):
     )
     assert alone.returncode == 1 and len(alone.stderr.strip().splitlines()) == 1, alone.stderr
     assert "trained by 2 process(es), not 1" in alone.stderr
+
+
+def test_sigterm_to_torchrun_checkpoints_every_rank_and_resumes(tmp_path, tiny_config):
+    """A session's end under torchrun: the ranks agree on one step, rank 0 checkpoints, all exit."""
+    out = tmp_path / "run"
+    bin_dir = Path(sys.executable).parent
+    common = [
+        str(tiny_config),
+        "--out",
+        str(out),
+        "--batch-size",
+        "4",
+        "--max-train-samples",
+        "400",
+        "--max-eval-samples",
+        "24",
+        "--threads",
+        "1",
+    ]
+    cmd = [
+        str(bin_dir / "torchrun"),
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={free_port()}",
+        "--no-python",
+        str(bin_dir / "plif-zoo"),
+        "train",
+        *common,
+        "--epochs",
+        "50",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and not (out / "metrics.csv").exists():
+            time.sleep(0.05)
+        assert (out / "metrics.csv").exists(), "the first epoch did not finish in 240 s"
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    stdout, stderr = stdout.decode(), stderr.decode()
+    assert "continue with --resume" in stdout, stdout[-2000:] + stderr[-4000:]
+    assert "forcefully exiting" not in stderr  # no rank needed torchrun's SIGKILL
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert len(ckpt["rng"]) == 2 and 1 <= ckpt["epoch"] + (ckpt["step"] > 0) < 50
+    done = ckpt["epoch"] + 1 + (ckpt["step"] > 0)
+    torchrun(*common, "--epochs", str(done), "--resume")
+    assert [int(r["epoch"]) for r in csv.DictReader(open(out / "metrics.csv"))] == list(
+        range(1, done + 1)
+    )

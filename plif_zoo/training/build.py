@@ -159,4 +159,4 @@ def start_run(run: Run, state: RunState, resumed: bool, progress: bool | None) -
         sets["train"], num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=cfg.seed
     )
     # Last: from here on the caller's try/finally restores the signal handlers (Ctrl-C).
-    run.stop = Stop(active=not dist.enabled)
+    run.stop = Stop()

@@ -130,17 +130,20 @@ def reset(model: nn.Module) -> None:
 
 
 class Stop:
-    """SIGTERM / SIGINT ask the loop to checkpoint at the next step and exit (single process)."""
+    """SIGTERM / SIGINT ask the loop to checkpoint at the next step and exit.
 
-    def __init__(self, active: bool):
+    Under torchrun every rank installs it: torchrun passes its SIGTERM on to the ranks and gives
+    them 30 s, and the loop's ``all_sum`` of ``requested`` makes all ranks stop at the same step.
+    """
+
+    def __init__(self):
         self.requested = False
         self.previous = {}
-        if active:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                try:
-                    self.previous[sig] = signal.signal(sig, self._handle)
-                except ValueError:  # not the main thread
-                    pass
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self.previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
 
     def _handle(self, signum, frame):
         self.requested = True
