@@ -90,8 +90,7 @@ class RunState:
         if not rows:
             return None
         key = "val_top1" if "val_top1" in rows[0] else "test_top1"
-        top = max(h[key] for h in rows)
-        return next(h["epoch"] for h in rows if h[key] == top)
+        return max(rows, key=lambda h: h[key])["epoch"]  # max keeps the first of ties
 
     @property
     def accuracy_a(self) -> float:
