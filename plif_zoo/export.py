@@ -251,7 +251,7 @@ def _metadata(model: SpikingConvNet, dt: float, T: int, model_id, weights_sha256
         "neuron_mapping": NEURON_RULE,
         "max_pooling": MAXPOOL_RULE,
         "plif_zoo_version": version,
-        "architecture": json.dumps(cfg.to_dict()),
+        "architecture": json.dumps(cfg.replace(T=T).to_dict()),  # from_nir runs T steps too
         "model_id": model_id,
         "weights_sha256": weights_sha256,
     }
@@ -343,10 +343,15 @@ def _load_neuron(module: nn.Module, node, name: str, dt: float) -> None:
         )
     if isinstance(module, PLIFNode):
         module.w.data.fill_(float(np.log(k / (1.0 - k))))  # sigmoid(w) = k
-    elif not np.isclose(1.0 / k, module.tau, rtol=1e-9):
+    elif not np.isclose(1.0 / k, module.tau, rtol=1e-6):  # k was stored in float32
         raise ValueError(
             f"{name}: tau {1.0 / k} differs from the architecture's LIF tau {module.tau}"
         )
+
+
+def _read_from_a_node(module: nn.Module) -> bool:
+    """A module from_nir must read from a node: neurons, Linear, Conv+BN."""
+    return isinstance(module, (PLIFNode, LIFNode, nn.Linear, nn.Sequential))
 
 
 def from_nir(graph_or_path, backend: str = "auto") -> SpikingConvNet:
@@ -375,8 +380,13 @@ def from_nir(graph_or_path, backend: str = "auto") -> SpikingConvNet:
         for prefix, seq in (("features", model.features), ("classifier", model.classifier)):
             for i, module in enumerate(seq):
                 name = f"{prefix}_{i}"
-                if (prefix, i) == ("features", 0) or name not in graph.nodes:
+                if (prefix, i) == ("features", 0) or not _read_from_a_node(module):
                     continue
+                if name not in graph.nodes:
+                    raise ValueError(
+                        f"the graph has no node {name!r} for the model's "
+                        f"{type(module).__name__}; was the file written by to_nir and not edited?"
+                    )
                 node = graph.nodes[name]
                 if isinstance(module, (PLIFNode, LIFNode)):
                     _load_neuron(module, node, name, dt)

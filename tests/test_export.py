@@ -165,7 +165,7 @@ def test_metadata_tells_a_consumer_what_it_needs(tmp_path):
         and "v > v_threshold" in meta["threshold_comparison"]
     )
     assert "event counts" in meta["input"] and "mean over the T steps" in meta["readout"]
-    assert json.loads(meta["architecture"]) == model.config.to_dict()
+    assert json.loads(meta["architecture"]) == model.config.replace(T=7).to_dict()  # T as run
 
 
 def test_from_nir_round_trip_gives_the_same_rates(tmp_path):
@@ -176,6 +176,24 @@ def test_from_nir_round_trip_gives_the_same_rates(tmp_path):
         assert back.config == model.config
         with torch.no_grad():
             torch.testing.assert_close(back(x), model(x), rtol=0, atol=1e-12)
+
+
+def test_from_nir_reads_any_lif_tau_and_the_exported_T(tmp_path):
+    # 1/tau is stored in float32: tau 3 comes back as 2.99999991, still the architecture's 3
+    model = lively("mnist-lif", init_tau=3.0, T=4)
+    back = from_nir(write_nir(to_nir(model, T=6), tmp_path / "net.nir"), backend="torch")
+    assert back.T == 6 and back.config == model.config.replace(T=6)
+    x = sample(back)
+    model.T = 6
+    with torch.no_grad():
+        torch.testing.assert_close(back(x), model(x), rtol=0, atol=1e-12)
+
+
+def test_from_nir_refuses_a_graph_without_one_of_the_models_layers(tmp_path):
+    graph = to_nir(lively("mnist-plif"))
+    del graph.nodes["classifier_3"]
+    with pytest.raises(ValueError, match="no node 'classifier_3'"):
+        from_nir(graph)
 
 
 def test_soft_reset_is_refused():
