@@ -32,6 +32,8 @@ result = finetune(
     epochs=args.epochs,
     out=args.out,
 )
+if result.stopped:  # Ctrl-C or SIGTERM: a checkpoint was written in args.out
+    raise SystemExit(f"stopped in epoch {result.epochs + 1}; the checkpoint is in {args.out}")
 print(
     f"{len(classes)} classes {classes}: accuracy-B {result.accuracy_b:.2%}, "
     f"model in {args.out}/best"

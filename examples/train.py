@@ -29,6 +29,8 @@ result = train(
     checkpoint_every=200,  # long CPU epochs: also checkpoint inside an epoch
     **quick,
 )
+if result.stopped:  # Ctrl-C or SIGTERM: a checkpoint was written
+    raise SystemExit(f"stopped in epoch {result.epochs + 1}; continue with --resume")
 print(
     f"accuracy-B {result.accuracy_b:.2%} (epoch {result.best_epoch}), "
     f"accuracy-A {result.accuracy_a:.2%}"

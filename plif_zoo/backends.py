@@ -110,8 +110,11 @@ def _check_explicit(name: str, x: torch.Tensor, cfg: NeuronConfig | None) -> Non
             f"backend='cupy' needs CUDA tensors, got a tensor on {x.device}; move the model "
             f"and input with .cuda() or use backend='auto'"
         )
-    if name == "cpu" and x.is_cuda:
-        raise ValueError("backend='cpu' needs CPU tensors; use backend='auto' or 'cupy' on CUDA")
+    if name == "cpu" and x.device.type != "cpu":
+        raise ValueError(
+            f"backend='cpu' needs CPU tensors, got a tensor on {x.device}; use backend='auto' "
+            f"(or 'cupy' on CUDA)"
+        )
     if not available(name):
         hint = "; or use backend='auto' (the torch reference where no kernel runs)"
         raise ValueError(f"backend={name!r} is not available: {module.why_unavailable()}{hint}")
@@ -120,6 +123,27 @@ def _check_explicit(name: str, x: torch.Tensor, cfg: NeuronConfig | None) -> Non
             f"backend={name!r} does not support surrogate "
             f"{type(cfg.surrogate_function).__name__}; use backend='torch' or 'auto'"
         )
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch.device, or a ValueError that says why this machine cannot use it."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device {device!r}: {err}; use 'cpu', 'cuda' or 'cuda:N'") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device {str(device)!r} asked for, but CUDA is not available here; "
+                f"use device 'cpu' (--device cpu)"
+            )
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(
+                f"device {str(device)!r}: this machine has {count} CUDA device(s), "
+                f"cuda:0 to cuda:{count - 1}"
+            )
+    return dev
 
 
 def set_backend(

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from . import hub, registry
+from .backends import check_device
 from .errors import NoPretrainedWeightsError
 from .model_folder import load_folder, write_folder
 from .networks import NetworkConfig, SpikingConvNet
@@ -36,17 +37,22 @@ def _no_weights_error(model_id: str) -> NoPretrainedWeightsError:
     )
 
 
+def local_dir(name: str) -> Path | None:
+    """The folder a ``local-dir:PATH`` name points to (``~`` expanded); None for other names."""
+    return Path(name[len("local-dir:") :]).expanduser() if name.startswith("local-dir:") else None
+
+
 def _load_named_folder(
     name: str, revision: str | None, cache_dir, local_files_only: bool, backend: str
 ) -> tuple[SpikingConvNet, dict]:
     """``local-dir:PATH`` or ``hf-hub:ORG/NAME[@REV]``: checked against the config it ships."""
-    if name.startswith("local-dir:"):
+    folder = local_dir(name)
+    if folder is not None:
         if revision is not None:
             raise ValueError(
                 f"revision={revision!r} does not apply to {name!r}: a local folder has no "
                 f"revisions; drop it, or load the Hub repo as 'hf-hub:ORG/NAME@REV'"
             )
-        folder = Path(name[len("local-dir:") :]).expanduser()
         if not folder.is_dir():
             raise FileNotFoundError(f"local-dir: {folder} is not a folder")
         return load_folder(folder, backend=backend)
@@ -182,7 +188,7 @@ def load(
         model.T = T
     model.set_backend(backend)
     if device is not None:
-        model.to(device)
+        model.to(check_device(device))
     return model
 
 

@@ -231,6 +231,17 @@ def test_registered_checksum_rejects_other_weights_in_plif_zoo_weights(tmp_path,
         plif_zoo.load("fashion-mnist-plif", backend="torch")
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize(
+    "device, message",
+    [("cuda", "CUDA is not available here"), ("gpu", "use 'cpu', 'cuda' or 'cuda:N'")],
+)
+def test_load_on_a_device_this_machine_lacks_says_so(tmp_path, device, message):
+    _, folder = _saved(tmp_path)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        plif_zoo.load(f"local-dir:{folder}", device=device)
+
+
 def test_registry_id_loads_from_plif_zoo_weights_folder(tmp_path, monkeypatch):
     model, folder = _saved(tmp_path)
     monkeypatch.setenv("PLIF_ZOO_WEIGHTS", str(tmp_path))

@@ -533,6 +533,32 @@ def test_eval_of_the_val_split_uses_the_hold_out_the_run_trained_with(tmp_path):
     assert r["split"] == "val" and r["samples"] == 8
 
 
+def test_eval_reads_the_card_of_a_local_dir_under_the_home_folder(tmp_path, monkeypatch):
+    from plif_zoo.training.evaluation import _dataset_name_of_model, _val_fraction_of_model
+
+    model = plif_zoo.create_model("mnist-plif", T=2, backend="torch")
+    card = dict(model_id="mnist-plif", dataset="mnist", recipe={"val_fraction": 0.25})
+    plif_zoo.save_pretrained(model, tmp_path / "m", **card)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert _dataset_name_of_model("local-dir:~/m") == "mnist"
+    assert _val_fraction_of_model("local-dir:~/m") == 0.25
+
+
+def test_eval_takes_fewer_classes_than_the_model_outputs_and_refuses_more():
+    torch.manual_seed(0)
+    model = plif_zoo.create_model(
+        "mnist-plif", T=1, channels=4, fc_hidden=(8,), backend="torch"
+    ).eval()
+    images = torch.rand(4, 1, 28, 28)
+    few = torch.utils.data.TensorDataset(images, torch.tensor([0, 3, 4, 2]))
+    few.targets = few.tensors[1]  # 5 of the model's 10 classes
+    assert training.evaluate(model, few)["samples"] == 4
+    many = torch.utils.data.TensorDataset(images, torch.tensor([0, 3, 11, 2]))
+    many.targets = many.tensors[1]
+    with pytest.raises(ValueError, match="the dataset has 12 classes but the model outputs 10"):
+        training.evaluate(model, many)
+
+
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_augmented_batches_are_the_same_whether_the_epoch_resumes_or_not(num_workers):
     """Random augmentation (MNIST's RandomAffine) with DataLoader workers: each batch is seeded

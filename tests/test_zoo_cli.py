@@ -91,6 +91,14 @@ def test_demo_with_local_weights_prints_predictions_and_writes_png(capsys, local
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_demo_on_cuda_without_cuda_is_one_line(capsys, local_weights):
+    assert main(["demo", "--device", "cuda", "--out", str(local_weights / "d.png")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("plif-zoo demo: error: ") and len(err.splitlines()) == 1, err
+    assert "CUDA is not available here" in err and not (local_weights / "d.png").exists()
+
+
 def test_run_demo_reports_rates_and_taus(local_weights):
     result = demo.run_demo(out=None, backend="torch", T=2)
     assert result.model_id == "fashion-mnist-plif" and result.png is None

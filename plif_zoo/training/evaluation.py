@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .. import data as data_mod
-from ..factory import load
+from ..factory import load, local_dir
 from ..model_folder import read_config
 from .config import dataset_of
 from .datasets import eval_loader, eval_slice, model_input_shape, subset
@@ -202,9 +202,16 @@ def evaluate(
         )
     if max_samples is not None and max_samples < len(dataset):
         dataset = subset(dataset, eval_slice(len(dataset), max_samples))
-    num_classes = (
+    data_classes = (
         getattr(dataset, "num_classes", None) or int(torch.as_tensor(dataset.targets).max()) + 1
     )
+    num_classes = getattr(model, "num_classes", data_classes)  # the output's width
+    if data_classes > num_classes:
+        raise ValueError(
+            f"the dataset has {data_classes} classes but the model outputs {num_classes}; "
+            f"fine-tune it on this dataset first (plif-zoo finetune, or "
+            f"load(..., num_classes={data_classes}) and train)"
+        )
     dist_info = Dist()
     dev = resolve_device(device, dist_info)
     model.to(dev)
@@ -223,8 +230,9 @@ def evaluate(
 
 def _val_fraction_of_model(model_id: str | None) -> float:
     """The hold-out a model folder's training recipe used (its best/ card), else 0.15."""
-    if model_id is not None and model_id.startswith("local-dir:"):
-        recipe = read_config(model_id[len("local-dir:") :]).get("card", {}).get("recipe")
+    folder = local_dir(model_id) if model_id is not None else None
+    if folder is not None:
+        recipe = read_config(folder).get("card", {}).get("recipe")
         if isinstance(recipe, dict) and isinstance(recipe.get("val_fraction"), (int, float)):
             return float(recipe["val_fraction"])
     return 0.15
@@ -233,8 +241,9 @@ def _val_fraction_of_model(model_id: str | None) -> float:
 def _dataset_name_of_model(model_id: str | None) -> str:
     if model_id is None:
         raise ValueError("cannot tell which dataset this model belongs to; pass dataset=...")
-    if model_id.startswith("local-dir:"):
-        dataset = read_config(model_id[len("local-dir:") :]).get("card", {}).get("dataset")
+    folder = local_dir(model_id)
+    if folder is not None:
+        dataset = read_config(folder).get("card", {}).get("dataset")
         if dataset:
             return dataset
         raise ValueError(f"{model_id}: its config.json names no dataset; pass dataset=...")

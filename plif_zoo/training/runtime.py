@@ -18,6 +18,8 @@ import torch
 from spikingjelly.activation_based import functional
 from torch import nn
 
+from ..backends import check_device
+
 __all__ = [
     "Dist",
     "setup_distributed",
@@ -71,12 +73,7 @@ def resolve_device(device: str, dist_info: Dist) -> torch.device:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and dist_info.enabled:
         device = f"cuda:{dist_info.local_rank}"
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device {device!r} asked for, but CUDA is not available here; use --device cpu"
-        )
-    return dev
+    return check_device(device)
 
 
 def all_sum(values: Sequence[float], dist_info: Dist, device: torch.device) -> list[float]:
