@@ -17,6 +17,7 @@ the forward saves only ``H`` (spikes and ``V[t-1]`` are recomputed from it).
 from __future__ import annotations
 
 import math
+import numbers
 from typing import NamedTuple
 
 import torch
@@ -182,6 +183,11 @@ class _LeakyNode(neuron.BaseNode):
             raise TypeError(
                 f"surrogate_function must be a SpikingJelly surrogate module such as "
                 f"surrogate.ATan(alpha=2.0), got {type(surrogate_function).__name__}"
+            )
+        if getattr(surrogate_function, "spiking", True) is False:
+            raise ValueError(
+                f"{type(surrogate_function).__name__}(spiking=False) asks for the smooth surrogate "
+                f"as output; these neurons always emit spikes: use spiking=True (the default)"
             )
         if step_mode not in ("s", "m"):
             raise ValueError(f"step_mode must be 's' or 'm', got {step_mode!r}")
@@ -357,7 +363,7 @@ class LIFNode(_LeakyNode):
 def _check_tau(tau: float, name: str) -> float:
     if (
         isinstance(tau, bool)
-        or not isinstance(tau, (int, float))
+        or not isinstance(tau, numbers.Real)  # numpy scalars too
         or not math.isfinite(tau)
         or tau <= 1.0
     ):

@@ -121,8 +121,28 @@ def test_non_contiguous_input():
     _assert_matches(got, _run(_reference, x, v0, w, grad_s, grad_v, cfg), torch.float32)
 
 
-@pytest.mark.parametrize("leaf", [True, False])
-def test_input_expanded_over_time_is_read_in_place_and_gets_the_summed_gradient(leaf):
+class _ReverseGradient(torch.autograd.Function):
+    """A view of x forward, -gradient backward (domain adaptation's gradient reversal)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -grad
+
+
+@pytest.mark.parametrize(
+    "between",
+    [
+        lambda src: src,  # a leaf
+        lambda src: src * 1.0,  # an op, as the encoder's BatchNorm
+        _ReverseGradient.apply,  # same memory as its input, but a gradient of its own
+    ],
+    ids=["leaf", "op", "custom-view"],
+)
+def test_input_expanded_over_time_is_read_in_place_and_gets_the_summed_gradient(between):
     # the static-image encoder feeds one [N, *] tensor to every step through expand()
     cfg = _cfg(detach_reset=False)
     g = torch.Generator().manual_seed(3)
@@ -132,7 +152,7 @@ def test_input_expanded_over_time_is_read_in_place_and_gets_the_summed_gradient(
     for fn in (cpu.neuron_multi_step, _reference):
         src = y0.clone().requires_grad_(True)
         w = torch.tensor(0.2, requires_grad=True)
-        y = src if leaf else src * 1.0
+        y = between(src)
         x_seq = y.unsqueeze(0).expand(6, *y.shape)
         s, v = fn(x_seq, torch.zeros(3, 4, 5), w.sigmoid(), cfg)
         ((s * grad_s).sum() + v.sum()).backward()
@@ -141,11 +161,14 @@ def test_input_expanded_over_time_is_read_in_place_and_gets_the_summed_gradient(
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
-def test_input_expanded_over_time_is_saved_once_not_t_times():
+@pytest.mark.parametrize("leaf", [True, False])
+def test_input_expanded_over_time_is_saved_once_not_t_times(leaf):
     y = (torch.randn(2, 50) * 1.5).requires_grad_(True)
+    y = y if leaf else y * 1.0
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
-        cpu.neuron_multi_step(y.expand(8, 2, 50), torch.zeros(2, 50), torch.tensor(0.5), _cfg())
+        x_seq = y.unsqueeze(0).expand(8, 2, 50)
+        cpu.neuron_multi_step(x_seq, torch.zeros(2, 50), torch.tensor(0.5), _cfg())
     assert max(t.numel() for t in saved) == 100
 
 

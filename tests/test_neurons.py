@@ -214,6 +214,17 @@ def test_rejects_bad_init_tau(bad):
         LIFNode(tau=bad)
 
 
+def test_numpy_taus_are_numbers_too():
+    np = pytest.importorskip("numpy")
+    assert PLIFNode(init_tau=np.float32(2.0)).tau == pytest.approx(2.0)
+    assert LIFNode(tau=np.float64(16.0)).tau == 16.0
+
+
+def test_rejects_a_surrogate_that_asks_for_smooth_outputs_instead_of_spikes():
+    with pytest.raises(ValueError, match=r"ATan\(spiking=False\).*always emit spikes"):
+        PLIFNode(surrogate_function=surrogate.ATan(spiking=False))
+
+
 def test_rejects_integer_input():
     with pytest.raises(TypeError, match="floating-point"):
         PLIFNode()(torch.ones(4, 2, 3, dtype=torch.int64))
@@ -239,6 +250,11 @@ def test_rejects_unknown_backend():
 def test_cupy_backend_on_cpu_tensor_is_a_clear_error():
     with pytest.raises(ValueError, match="cupy"):
         PLIFNode(backend="cupy")(torch.ones(2, 3))
+
+
+def test_cpu_backend_on_a_tensor_of_another_device_is_a_clear_error():
+    with pytest.raises(ValueError, match="backend='cpu' needs CPU tensors, got a tensor on meta"):
+        PLIFNode(backend="cpu")(torch.ones(2, 3, device="meta"))
 
 
 def test_half_precision_input_keeps_dtype():

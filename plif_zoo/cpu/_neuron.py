@@ -128,8 +128,10 @@ def neuron_backward(
         int(detach_reset),
         torch.get_num_threads(),
     )
-    if status != 0:
+    if status == 1:  # neuron.cpp: the per-thread partial sums could not be allocated
         raise MemoryError("plif_zoo cpu backend: out of memory in the neuron backward pass")
+    if status != 0:  # 2: no kernel for this surrogate id (supports() should have said so)
+        raise RuntimeError(f"plif_zoo cpu backend: neuron backward failed (status {status})")
     return grad_x, grad_v_init, torch.tensor(grad_k.value, dtype=k.dtype)
 
 
@@ -189,9 +191,30 @@ def _shared_input(x_seq: torch.Tensor, need_grad: bool) -> torch.Tensor | None:
         and base.shape == x_seq.shape[1:]
         and base.stride() == x_seq.stride()[1:]
         and base.data_ptr() == x_seq.data_ptr()
+        and _only_views_between(x_seq, base)
     ):
         return base
     return None
+
+
+_VIEW_NODES = ("ExpandBackward0", "UnsqueezeBackward0", "ViewBackward0")
+
+
+def _only_views_between(x_seq: torch.Tensor, base: torch.Tensor) -> bool:
+    """Whether autograd goes from x_seq to base through view nodes alone: same memory is not
+    enough (a custom Function returning ``x.view_as(x)``, e.g. gradient reversal, sits between
+    them and must not be skipped)."""
+    fn = x_seq.grad_fn
+    for _ in range(len(_VIEW_NODES) + 1):
+        if fn is None or type(fn).__name__ not in _VIEW_NODES:
+            return False
+        inputs = [f for f, _ in fn.next_functions if f is not None]
+        if len(inputs) != 1:
+            return False
+        fn = inputs[0]
+        if fn is base.grad_fn or getattr(fn, "variable", None) is base:  # a leaf's AccumulateGrad
+            return True
+    return False
 
 
 def _memory_order(t: torch.Tensor) -> list[int]:
