@@ -90,7 +90,7 @@ def run_demo(
 ) -> DemoResult:
     """Classify the samples; write the figure to ``out`` (None: no figure)."""
     if out is not None:  # before any work
-        import_extra("matplotlib", "train", "the demo's figure").use("Agg")
+        import_extra("matplotlib", "train", "the demo's figure")
     model_id = model_id or choose_model()
     info = registry.model_info(model_id)
     if info.dataset not in SAMPLES:
@@ -138,10 +138,10 @@ def run_demo(
 def _draw(result: DemoResult, images: torch.Tensor, out_spikes: torch.Tensor, out: Path) -> Path:
     """Row 1: images with prediction; row 2: output-population spike raster per image;
     row 3: tau."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: the caller's backend stays as it is
 
     n = images.shape[0]
-    fig = plt.figure(figsize=(1.6 * n, 6.4), layout="constrained")
+    fig = Figure(figsize=(1.6 * n, 6.4), layout="constrained")
     grid = fig.add_gridspec(3, n, height_ratios=(1.0, 1.4, 1.0))
     for i in range(n):
         ax = fig.add_subplot(grid[0, i])
@@ -172,8 +172,5 @@ def _draw(result: DemoResult, images: torch.Tensor, out_spikes: torch.Tensor, ou
     ax.set_ylabel("tau")
     ax.set_title(f"{result.model_id}: membrane time constant per spiking layer", fontsize=9)
     out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
-    finally:
-        plt.close(fig)
+    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     return out

@@ -391,8 +391,16 @@ def test_finetune_replaces_the_output_layer_and_can_freeze_the_features(tmp_path
 
 
 def test_plot_writes_accuracy_and_tau_figures(tmp_path):
+    import matplotlib
+
     run(tmp_path, epochs=2)
-    paths = training.plot_run(tmp_path / "run")
+    before = matplotlib.get_backend()
+    matplotlib.use("pdf")  # as a notebook's inline backend: plotting must not switch it
+    try:
+        paths = training.plot_run(tmp_path / "run")
+        assert matplotlib.get_backend() == "pdf"
+    finally:
+        matplotlib.use(before)
     assert [p.name for p in paths] == ["accuracy.png", "tau.png"]
     for p in paths:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000

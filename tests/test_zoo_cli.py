@@ -83,8 +83,16 @@ def test_shipped_samples_are_eight_labelled_fashion_mnist_images():
 
 
 def test_demo_with_local_weights_prints_predictions_and_writes_png(capsys, local_weights):
+    import matplotlib
+
     out = local_weights / "demo.png"
-    assert main(["demo", "--out", str(out), "--backend", "torch", "--T", "2"]) == 0
+    before = matplotlib.get_backend()
+    matplotlib.use("pdf")  # as a notebook's inline backend: the demo must not switch it
+    try:
+        assert main(["demo", "--out", str(out), "--backend", "torch", "--T", "2"]) == 0
+        assert matplotlib.get_backend() == "pdf"
+    finally:
+        matplotlib.use(before)
     text = capsys.readouterr().out
     assert text.startswith("fashion-mnist-plif: 8 sample images")
     assert text.count("(true: ") == 8 and "tau per layer" in text

@@ -34,7 +34,7 @@ def _read_csv(path: Path) -> list[dict[str, float]]:
     return rows
 
 
-def _save(plt, fig, ax, ylabel: str, title: str, path: Path) -> Path:
+def _save(fig, ax, ylabel: str, title: str, path: Path) -> Path:
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -43,7 +43,6 @@ def _save(plt, fig, ax, ylabel: str, title: str, path: Path) -> Path:
     fig.tight_layout()
     png = io.BytesIO()
     fig.savefig(png, dpi=120, format="png")
-    plt.close(fig)
     with disk_errors("the figure", path):
         return atomic_write(path, png.getvalue())
 
@@ -51,8 +50,8 @@ def _save(plt, fig, ax, ylabel: str, title: str, path: Path) -> Path:
 def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
     """PNG plots of a run: ``accuracy.png`` (train / val / test top-1 and accuracy-A/B per epoch)
     and ``tau.png`` (tau of every PLIF layer per epoch, the paper's Fig. 7). Returns the paths."""
-    import_extra("matplotlib", "train", "plotting").use("Agg")
-    import matplotlib.pyplot as plt
+    import_extra("matplotlib", "train", "plotting")
+    from matplotlib.figure import Figure  # not pyplot: the caller's backend stays as it is
 
     run_dir = Path(run_dir)
     metrics_file = run_dir / "metrics.csv"
@@ -67,7 +66,8 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
     epochs = [r["epoch"] for r in rows]
     written = []
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for key, label in (
         ("train_top1", "train"),
         ("val_top1", "validation"),
@@ -85,7 +85,6 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
             )
     written.append(
         _save(
-            plt,
             fig,
             ax,
             "top-1 accuracy (%)",
@@ -98,7 +97,8 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
     taus = _read_csv(tau_file) if tau_file.is_file() and tau_file.stat().st_size else []
     layers = [k for k in taus[0] if k != "epoch"] if taus else []
     if layers:
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig = Figure(figsize=(6, 4))
+        ax = fig.subplots()
         for name in layers:
             ax.plot(
                 [r["epoch"] for r in taus],
@@ -108,7 +108,6 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
             )
         written.append(
             _save(
-                plt,
                 fig,
                 ax,
                 "membrane time constant tau",
