@@ -72,6 +72,7 @@ def one_line_error(capsys, argv: list[str], command: str, *needles: str) -> str:
         ),
         (["eval", MODEL_ID, "--max-eval-samples", "-5"], "--max-eval-samples"),
         (["eval", MODEL_ID, "--device", "bogus"], "unknown device"),
+        (["eval", MODEL_ID, "--val-fraction", "0.2"], "--val-fraction applies to --split val"),
         (["demo", "--T", "0"], "--T"),
         (["export", MODEL_ID, "-o", "x.nir", "--dt", "inf"], "--dt"),
     ],

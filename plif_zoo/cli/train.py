@@ -19,6 +19,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from ..training import evaluate
 
+    if args.val_fraction is not None and args.split != "val":
+        raise ValueError("--val-fraction applies to --split val only (the test split is fixed)")
     r = evaluate(
         args.model,
         args.dataset,
