@@ -17,7 +17,7 @@ import torch
 from . import hub, registry
 from .backends import check_device
 from .errors import NoPretrainedWeightsError
-from .model_folder import load_folder, write_folder
+from .model_folder import CONFIG_NAME, load_folder, read_config, write_folder
 from .networks import NetworkConfig, SpikingConvNet
 
 __all__ = ["load", "create_model", "save_pretrained", "push_to_hub"]
@@ -40,6 +40,16 @@ def _no_weights_error(model_id: str) -> NoPretrainedWeightsError:
 def local_dir(name: str) -> Path | None:
     """The folder a ``local-dir:PATH`` name points to (``~`` expanded); None for other names."""
     return Path(name[len("local-dir:") :]).expanduser() if name.startswith("local-dir:") else None
+
+
+def model_card(name: str) -> dict:
+    """The card of a ``local-dir:PATH`` or ``hf-hub:ORG/NAME[@REV]`` model folder (config.json's
+    ``card``; the Hub's from the HF cache, so after ``load``); {} for a registry id."""
+    folder = local_dir(name)
+    if folder is None and name.startswith("hf-hub:"):
+        repo_id, rev = hub.parse_hub_name(name[len("hf-hub:") :])
+        folder = hub.download(repo_id, (CONFIG_NAME,), revision=rev, local_files_only=True)
+    return read_config(folder).get("card", {}) if folder is not None else {}
 
 
 def _load_named_folder(

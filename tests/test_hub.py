@@ -158,6 +158,15 @@ def test_hf_hub_name_checks_against_the_config_it_ships(server, hf_env, folder):
         plif_zoo.load(f"hf-hub:{REPO}")
 
 
+def test_eval_takes_the_dataset_and_hold_out_of_a_hub_model_from_its_card(server, hf_env, folder):
+    from plif_zoo.training.evaluation import _dataset_name_of_model, _val_fraction_of_model
+
+    server.commit(REPO, _files(folder))
+    plif_zoo.load(f"hf-hub:{REPO}", backend="torch")  # as evaluate does, before asking
+    assert _dataset_name_of_model(f"hf-hub:{REPO}") == registry.model_info(MODEL_ID).dataset
+    assert _val_fraction_of_model(f"hf-hub:{REPO}") == 0.15  # no recipe in the card
+
+
 def test_network_failure_names_repo_and_suggests_offline_or_endpoint(
     server, hf_env, folder, monkeypatch
 ):

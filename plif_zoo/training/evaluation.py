@@ -15,8 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .. import data as data_mod
-from ..factory import load, local_dir
-from ..model_folder import read_config
+from ..factory import load, model_card
 from .config import dataset_of
 from .datasets import eval_loader, eval_slice, model_input_shape, subset
 from .runtime import Dist, autocast, reset, resolve_device
@@ -230,21 +229,18 @@ def evaluate(
 
 def _val_fraction_of_model(model_id: str | None) -> float:
     """The hold-out a model folder's training recipe used (its best/ card), else 0.15."""
-    folder = local_dir(model_id) if model_id is not None else None
-    if folder is not None:
-        recipe = read_config(folder).get("card", {}).get("recipe")
-        if isinstance(recipe, dict) and isinstance(recipe.get("val_fraction"), (int, float)):
-            return float(recipe["val_fraction"])
+    recipe = model_card(model_id).get("recipe") if model_id is not None else None
+    if isinstance(recipe, dict) and isinstance(recipe.get("val_fraction"), (int, float)):
+        return float(recipe["val_fraction"])
     return 0.15
 
 
 def _dataset_name_of_model(model_id: str | None) -> str:
     if model_id is None:
         raise ValueError("cannot tell which dataset this model belongs to; pass dataset=...")
-    folder = local_dir(model_id)
-    if folder is not None:
-        dataset = read_config(folder).get("card", {}).get("dataset")
-        if dataset:
-            return dataset
+    if not model_id.startswith(("local-dir:", "hf-hub:")):
+        return dataset_of(model_id)
+    dataset = model_card(model_id).get("dataset")
+    if not dataset:
         raise ValueError(f"{model_id}: its config.json names no dataset; pass dataset=...")
-    return dataset_of(model_id)
+    return dataset
