@@ -201,16 +201,7 @@ def evaluate(
         )
     if max_samples is not None and max_samples < len(dataset):
         dataset = subset(dataset, eval_slice(len(dataset), max_samples))
-    data_classes = (
-        getattr(dataset, "num_classes", None) or int(torch.as_tensor(dataset.targets).max()) + 1
-    )
-    num_classes = getattr(model, "num_classes", data_classes)  # the output's width
-    if data_classes > num_classes:
-        raise ValueError(
-            f"the dataset has {data_classes} classes but the model outputs {num_classes}; "
-            f"fine-tune it on this dataset first (plif-zoo finetune, or "
-            f"load(..., num_classes={data_classes}) and train)"
-        )
+    num_classes = _output_classes(model, dataset)
     dist_info = Dist()
     dev = resolve_device(device, dist_info)
     model.to(dev)
@@ -225,6 +216,21 @@ def evaluate(
     result["split"] = split
     result["device"] = str(dev)
     return result
+
+
+def _output_classes(model: nn.Module, dataset: Dataset) -> int:
+    """The model's output width, checked to cover the dataset's classes (fewer is fine)."""
+    data_classes = (
+        getattr(dataset, "num_classes", None) or int(torch.as_tensor(dataset.targets).max()) + 1
+    )
+    num_classes = getattr(model, "num_classes", data_classes)
+    if data_classes > num_classes:
+        raise ValueError(
+            f"the dataset has {data_classes} classes but the model outputs {num_classes}; "
+            f"fine-tune it on this dataset first (plif-zoo finetune, or "
+            f"load(..., num_classes={data_classes}) and train)"
+        )
+    return num_classes
 
 
 def _val_fraction_of_model(model_id: str | None) -> float:
