@@ -103,7 +103,7 @@ def test_sigterm_to_torchrun_checkpoints_every_rank_and_resumes(tmp_path, tiny_c
         "--batch-size",
         "4",
         "--max-train-samples",
-        "400",
+        "160",
         "--max-eval-samples",
         "24",
         "--threads",
