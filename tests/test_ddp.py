@@ -24,9 +24,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def torchrun(*args: str) -> subprocess.CompletedProcess:
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def torchrun_command(*args: str) -> list[str]:
+    """`torchrun --nproc_per_node=2 ... plif-zoo train ARGS` on a free local port."""
     bin_dir = Path(sys.executable).parent
-    cmd = [
+    return [
         str(bin_dir / "torchrun"),
         "--nproc_per_node=2",
         "--master_addr=127.0.0.1",
@@ -36,8 +40,11 @@ def torchrun(*args: str) -> subprocess.CompletedProcess:
         "train",
         *args,
     ]
+
+
+def torchrun(*args: str) -> subprocess.CompletedProcess:
     proc = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+        torchrun_command(*args), capture_output=True, text=True, timeout=300, env=ENV
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     return proc
@@ -95,7 +102,6 @@ def test_two_cpu_processes_train_one_run_and_resume(tmp_path, tiny_config):
 def test_sigterm_to_torchrun_checkpoints_every_rank_and_resumes(tmp_path, tiny_config):
     """A session's end under torchrun: the ranks agree on one step, rank 0 checkpoints, all exit."""
     out = tmp_path / "run"
-    bin_dir = Path(sys.executable).parent
     common = [
         str(tiny_config),
         "--out",
@@ -109,20 +115,8 @@ def test_sigterm_to_torchrun_checkpoints_every_rank_and_resumes(tmp_path, tiny_c
         "--threads",
         "1",
     ]
-    cmd = [
-        str(bin_dir / "torchrun"),
-        "--nproc_per_node=2",
-        "--master_addr=127.0.0.1",
-        f"--master_port={free_port()}",
-        "--no-python",
-        str(bin_dir / "plif-zoo"),
-        "train",
-        *common,
-        "--epochs",
-        "50",
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    cmd = torchrun_command(*common, "--epochs", "50")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
     try:
         deadline = time.time() + 240
         while time.time() < deadline and not (out / "metrics.csv").exists():
