@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import threading
 from pathlib import Path
 
 from ._io import LIBRARY_NAME, library_version
@@ -125,18 +126,31 @@ def hub_timeouts() -> tuple[float, float]:
     )
 
 
+_timeout_lock = threading.Lock()
+_timeout_users = 0  # downloads inside _download_timeout now, in all threads
+_timeout_saved: float | None = None  # the client's own value, put back by the last one out
+
+
 @contextlib.contextmanager
 def _download_timeout(seconds: float):
     """The client reads constants.HF_HUB_DOWNLOAD_TIMEOUT (fixed at its import) for every GET and
-    takes no argument for it: set it for this call only."""
+    takes no argument for it: set it while downloads run. Thread-safe: the client's value is
+    saved by the first download in and restored by the last one out, whatever their order."""
     from huggingface_hub import constants
 
-    old = constants.HF_HUB_DOWNLOAD_TIMEOUT
-    constants.HF_HUB_DOWNLOAD_TIMEOUT = seconds
+    global _timeout_users, _timeout_saved
+    with _timeout_lock:
+        if _timeout_users == 0:
+            _timeout_saved = constants.HF_HUB_DOWNLOAD_TIMEOUT
+        _timeout_users += 1
+        constants.HF_HUB_DOWNLOAD_TIMEOUT = seconds
     try:
         yield
     finally:
-        constants.HF_HUB_DOWNLOAD_TIMEOUT = old
+        with _timeout_lock:
+            _timeout_users -= 1
+            if _timeout_users == 0:
+                constants.HF_HUB_DOWNLOAD_TIMEOUT = _timeout_saved
 
 
 def _unreachable(

@@ -392,6 +392,39 @@ def test_bad_timeout_settings_are_named(monkeypatch, value):
         hub.hub_timeouts()
 
 
+def test_download_timeout_is_restored_after_overlapping_downloads():
+    """Two threads' downloads overlap and the first one in leaves first: the client's own
+    timeout is back once both are done (a save/restore per call left the override in place)."""
+    import threading
+
+    from huggingface_hub import constants
+
+    original = constants.HF_HUB_DOWNLOAD_TIMEOUT
+    first_in, second_in, first_out = (threading.Event() for _ in range(3))
+    seen = []
+
+    def first():
+        with hub._download_timeout(7.0):
+            first_in.set()
+            second_in.wait(timeout=10)
+        first_out.set()
+
+    def second():
+        first_in.wait(timeout=10)
+        with hub._download_timeout(7.0):
+            second_in.set()
+            first_out.wait(timeout=10)
+            seen.append(constants.HF_HUB_DOWNLOAD_TIMEOUT)
+
+    threads = [threading.Thread(target=f) for f in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    assert seen == [7.0]  # still set for the download that is still running
+    assert constants.HF_HUB_DOWNLOAD_TIMEOUT == original
+
+
 def test_a_download_cut_off_midway_is_one_line_from_the_cli(server, hf_env, folder, capsys, caplog):
     """The transport's own errors (httpx2's, not OSError) become a HubDownloadError too."""
     import logging
