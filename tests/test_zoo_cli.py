@@ -67,6 +67,19 @@ def test_download_without_published_weights_explains(capsys, no_weights):
     assert "pretrained=False" in capsys.readouterr().err
 
 
+def test_download_of_weights_shipped_locally_says_where_they_are(capsys, tmp_path):
+    """fashion-mnist-plif's weights ship in weights/: verified there, nothing fetched or cached."""
+    from plif_zoo.registry import local_folder
+
+    folder = local_folder("fashion-mnist-plif")
+    if folder is None:
+        pytest.skip("no weights/fashion-mnist-plif/ in this checkout")
+    assert main(["download", "fashion-mnist-plif", "--cache-dir", str(tmp_path / "hub")]) == 0
+    out = capsys.readouterr().out
+    assert f"verified (sha256) in {folder}; nothing downloaded" in out
+    assert not (tmp_path / "hub").exists()
+
+
 def test_demo_without_weights_says_which_model_and_why_not(capsys, no_weights):
     assert main(["demo"]) == 2
     err = capsys.readouterr().err

@@ -56,12 +56,16 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_download(args: argparse.Namespace) -> int:
     from ..factory import load
+    from ..registry import list_models, local_folder
 
     model = load(args.model, revision=args.revision, cache_dir=args.cache_dir)
-    print(
-        f"{args.model}: weights verified (sha256), available offline now; "
-        f"{sum(p.numel() for p in model.parameters()):,} parameters"
-    )
+    params = f"{sum(p.numel() for p in model.parameters()):,} parameters"
+    # load() takes a registry id's local weights folder before the Hub (see factory).
+    local = local_folder(args.model) if args.model in list_models() else None
+    if local is not None and args.revision is None:
+        print(f"{args.model}: weights verified (sha256) in {local}; nothing downloaded; {params}")
+    else:
+        print(f"{args.model}: weights verified (sha256), available offline now; {params}")
     return 0
 
 
@@ -133,7 +137,9 @@ def add_commands(sub) -> None:
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser(
-        "download", help="fetch and verify a model's weights into the Hugging Face cache"
+        "download",
+        help="fetch and verify a model's weights into the Hugging Face cache "
+        "(weights shipped in a local folder are verified there)",
     )
     p.add_argument("model", metavar="MODEL", help="registry id or hf-hub:ORG/NAME[@REV]")
     p.add_argument(
