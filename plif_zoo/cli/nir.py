@@ -14,7 +14,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     from ..errors import MissingExtraError
     from ..export import require_nir, to_nir, write_nir
-    from ..factory import load
+    from ..factory import load, local_dir
     from ..model_folder import WEIGHTS_NAME, read_config
     from ..registry import model_info
 
@@ -33,14 +33,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         require_nir()
     except MissingExtraError as err:
         return fail(str(err))
-    folder = Path(args.model.removeprefix("local-dir:")).expanduser()
-    if folder.is_dir() and (folder / WEIGHTS_NAME).is_file():
-        model = load(f"local-dir:{folder}", backend="torch")  # checks the weights' sha256
+    folder = local_dir(args.model)  # the option turned a folder into local-dir:PATH
+    model = load(args.model, backend="torch")  # checks the weights' sha256
+    if folder is not None:
         config = read_config(folder)
         model_id = config.get("card", {}).get("model_id") or folder.name
         sha256 = config["files"][WEIGHTS_NAME]["sha256"]
     else:
-        model = load(args.model, backend="torch")
         weights = None if args.model.startswith("hf-hub:") else model_info(args.model).weights
         model_id, sha256 = args.model, weights.sha256 if weights else None
     graph = to_nir(model, dt=args.dt, T=args.T, model_id=model_id, weights_sha256=sha256)
