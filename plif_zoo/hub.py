@@ -353,7 +353,8 @@ def upload_folder(
     endpoint: str | None = None,
     token: str | None = None,
 ):
-    """Upload a model folder (its weights verified first) to a Hub repo, created when missing.
+    """Upload a model folder (its weights verified first) to a Hub repo, created when missing;
+    ``private=True`` makes the repo private, also one that exists already (never the reverse).
 
     ``revision`` names a branch, created from main when missing. Returns huggingface_hub's
     CommitInfo (``.oid`` is the commit to pin).
@@ -374,6 +375,8 @@ def upload_folder(
     )
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
+        if private:  # create_repo leaves an existing repo's visibility as it was
+            api.update_repo_settings(repo_id, private=True)
         if revision is not None:
             api.create_branch(repo_id, branch=revision, exist_ok=True)
         return api.upload_folder(

@@ -24,6 +24,7 @@ from urllib.parse import unquote, urlsplit
 class Repo:
     commits: dict[str, dict[str, bytes]] = field(default_factory=dict)  # sha -> files
     refs: dict[str, str] = field(default_factory=dict)  # branch -> sha
+    private: bool = False  # create_repo's and update_repo_settings' "visibility"
 
     def resolve(self, revision: str) -> str | None:
         if revision in self.refs:
@@ -185,7 +186,7 @@ class _Handler(BaseHTTPRequestHandler):
                             "id": repo_id,
                             "modelId": repo_id,
                             "sha": sha,
-                            "private": False,
+                            "private": self.hub.repos[repo_id].private,
                             "siblings": [{"rfilename": f} for f in sorted(files)],
                         },
                         head_only,
@@ -252,11 +253,18 @@ class _Handler(BaseHTTPRequestHandler):
         if p == ["api", "repos", "create"]:
             req = json.loads(body)
             repo_id = f"{req.get('organization')}/{req['name']}"
-            if repo_id in self.hub.repos:
-                return self._error("RepoExists", "You already created this model repo", status=409)
+            if repo_id in self.hub.repos:  # the Hub's 409 names the repo's url, as a 200 does
+                return self._json(
+                    409,
+                    {
+                        "error": "You already created this model repo",
+                        "url": f"{self.hub.url}/{repo_id}",
+                    },
+                )
             self.hub.commit(
                 repo_id, {".gitattributes": b"*.safetensors filter=lfs\n"}, message="init"
             )
+            self.hub.repos[repo_id].private = req.get("visibility") == "private"
             return self._json(200, {"url": f"{self.hub.url}/{repo_id}", "name": repo_id})
         if p == ["api", "validate-yaml"]:
             return self._json(200, {"errors": [], "warnings": []})
@@ -289,6 +297,21 @@ class _Handler(BaseHTTPRequestHandler):
                 )
             if action == "commit":
                 return self._commit(repo_id, repo, revision, body)
+        return self._error("EntryNotFound", f"no route {self.path}")
+
+    # -- PUT (settings)
+    def do_PUT(self) -> None:
+        self.hub.requests.append((self.command, self.path))
+        p, _ = self._route()
+        body = self._body()
+        if len(p) == 5 and p[:2] == ["api", "models"] and p[4] == "settings":
+            repo = self._repo(f"{p[2]}/{p[3]}")
+            if repo is None:
+                return None
+            visibility = json.loads(body).get("visibility")
+            if visibility is not None:
+                repo.private = visibility == "private"
+            return self._json(200, {})
         return self._error("EntryNotFound", f"no route {self.path}")
 
     def _commit(self, repo_id: str, repo: Repo, revision: str, body: bytes) -> None:

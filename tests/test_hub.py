@@ -226,6 +226,18 @@ def test_push_a_folder_to_a_new_branch(server, hf_env, folder):
     assert _same_weights(loaded, plif_zoo.load(f"local-dir:{folder}"))
 
 
+def test_push_private_makes_new_and_existing_repos_private(server, hf_env, folder):
+    """The client's create_repo ignores private= for a repo that exists: push sets it after."""
+    plif_zoo.push_to_hub(folder, "someone/new", private=True, token="test-token")
+    assert server.repos["someone/new"].private
+    plif_zoo.push_to_hub(folder, "someone/shared", token="test-token")
+    assert not server.repos["someone/shared"].private
+    plif_zoo.push_to_hub(folder, "someone/shared", private=True, token="test-token")
+    assert server.repos["someone/shared"].private
+    plif_zoo.push_to_hub(folder, "someone/shared", token="test-token")  # never made public
+    assert server.repos["someone/shared"].private
+
+
 def test_push_rejects_bad_repo_ids(hf_env, folder):
     with pytest.raises(ValueError, match="invalid Hub repo id"):
         plif_zoo.push_to_hub(folder, "../escape")

@@ -152,7 +152,9 @@ def add_commands(sub) -> None:
     p.add_argument("folder", metavar="MODEL_DIR", help="folder written by save_pretrained / train")
     p.add_argument("--repo", help="Hub repo ORG/NAME (default plif-zoo/MODEL_ID)")
     p.add_argument("--revision", help="branch to push to (created if missing; default main)")
-    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.add_argument(
+        "--private", action="store_true", help="make the repo private (also an existing one)"
+    )
     p.set_defaults(func=cmd_push)
 
     p = sub.add_parser(
