@@ -141,9 +141,8 @@ def event_dataset(name: str, data_dir: Path | None, train: bool, T: int | None) 
     _clear_unfinished_frames(data_dir, T)
     cls = _sj_class(name)
     kw = dict(data_type="frame", frames_number=T, split_by="number")
-    if (
-        name == "cifar10-dvs"
-    ):  # no official split: per class, numeric index 0-899 train, 900-999 test
+    if name == "cifar10-dvs":
+        # no official split: per class, the first 90% by numeric index train, the last 10% test
         sj = cls(str(data_dir), **kw)
         by_class: dict[int, list[int]] = {}
         for i, (_path, c) in enumerate(sj.samples):
