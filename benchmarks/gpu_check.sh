@@ -8,8 +8,11 @@
 #      bash benchmarks/gpu_check.sh --fetch-wheels
 #    puts SpikingJelly 2.0.0 + loguru (the image lacks them) and SpikingJelly 0.0.0.0.14 (the
 #    old CuPy peer) as pure-Python wheels in .whl/ (git-ignored through .git/info/exclude).
+#    Then take weights/ (130 MB) out of what travels, which must stay under 64 MiB:
+#      bash scripts/device_tree.sh slim .whl
 # 2. Through the device tool, from the repo root (about 6-8 minutes on an H200):
 #      run(command="bash benchmarks/gpu_check.sh", carry=[".whl"], timeout_s=600)
+#    then, here: bash scripts/device_tree.sh restore
 #    $OUT then holds gpu_check.log (everything), gpu_tests.xml, bench.txt and bench.json.
 #    Copy the figures into benchmarks/RESULTS.md with the date, the GPU and this command.
 set -uo pipefail

@@ -84,6 +84,9 @@ def main() -> None:
     figures = [p.name for p in training.plot_run(run, tmp)]
     epochs = len(rows)
     recipe = best_cfg["recipe"]
+    # the run's record: a GPU's name, or "<cpu> CPU (N cores), M threads"
+    trained_on = best_cfg.get("hardware") or f"{cpu_name()} CPU ({os.cpu_count()} cores)"
+    on_cpu = " CPU (" in trained_on
     card = dict(
         model_id=args.model_id,
         metrics=metrics,
@@ -103,12 +106,13 @@ def main() -> None:
             f"{epochs} epochs (the paper: 1024), batch {recipe['batch_size']}, "
             f"Adam lr {recipe['lr']}, "
             f"CosineAnnealingLR T_max {recipe['t_max']} epochs "
-            f"(the paper: 64, shortened to this CPU budget), "
-            f"MSE on firing rates, T {best_cfg.get('T', 8)}, seed {recipe['seed']}, bf16 autocast "
-            f"{'on' if recipe.get('amp') else 'off'}"
+            f"(the paper: 64{'' if recipe['t_max'] == 64 else ', shortened to this budget'}), "
+            f"MSE on firing rates, T {best_cfg.get('T', 8)}, seed {recipe['seed']}, "
+            f"{'bf16' if on_cpu else 'fp16'} autocast {'on' if recipe.get('amp') else 'off'}"
         ),
-        hardware=f"{cpu_name()}, {os.cpu_count()} cores (no GPU), torch {torch.__version__}; "
-        f"train wall time {float(rows[-1]['train_wall_s']) / 3600:.2f} h",
+        hardware=f"trained on {trained_on}; train wall time "
+        f"{float(rows[-1]['train_wall_s']) / 3600:.2f} h; measured on {cpu_name()} "
+        f"({os.cpu_count()} cores), torch {torch.__version__}",
         command=args.command,
         train_wall_time_s=round(float(rows[-1]["train_wall_s"]), 1),
         epochs=epochs,
