@@ -35,34 +35,33 @@ case "${1:-}" in
     [ $# -eq 3 ] || { echo "usage: bash scripts/gpu_train.sh --assemble FILES_AT RUN" >&2; exit 2; }
     from=$2 run=$3
     [ ! -e "$run" ] || { echo "gpu_train: $run exists; choose a new folder" >&2; exit 1; }
-    mkdir -p "$run/best"
-    cp "$from"/metrics.csv "$from"/tau.csv "$from"/summary.json "$run"/ || exit 1
-    cp "$from/best_config.json" "$run/best/config.json" || exit 1
-    cat "$from"/w16.part-* > "$run/best/w16.safetensors" || exit 1
+    tmp=$run.assembling  # renamed to $run when complete: never a half-made run folder
+    rm -rf "$tmp" && mkdir -p "$tmp/best"
+    cp "$from"/metrics.csv "$from"/tau.csv "$from"/summary.json "$tmp"/ || exit 1
+    cp "$from/best_config.json" "$tmp/best/config.json" || exit 1
+    cat "$from"/w16.part-* > "$tmp/best/w16.safetensors" || exit 1
     # float16 back to float32 is exact: publish_weights.py rounds to float16 again, a no-op.
-    ${PYTHON:-.venv/bin/python} - "$run/best" <<'PY' || exit 1
+    ${PYTHON:-.venv/bin/python} - "$tmp/best" <<'PY' || exit 1
 import json, os, sys
 from pathlib import Path
-from safetensors.torch import load_file, save_file
-from plif_zoo._io import sha256_file
+from safetensors.torch import load_file
+from plif_zoo.model_folder import model_from_config, read_config, write_folder
 best = Path(sys.argv[1])
-tensors = {k: v.float() if v.is_floating_point() else v
-           for k, v in load_file(best / "w16.safetensors").items()}
-save_file(tensors, best / "model.safetensors")
+cfg = read_config(best)
+model = model_from_config(cfg, where=best)
+w16 = load_file(best / "w16.safetensors")
+model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in w16.items()})
+write_folder(model, best, cfg["card"])  # model.safetensors, config.json (its sha256), README.md
 os.remove(best / "w16.safetensors")
-cfg = json.loads((best / "config.json").read_text())
-entry = cfg["files"]["model.safetensors"]
-entry["sha256"] = sha256_file(best / "model.safetensors")
-entry["size"] = (best / "model.safetensors").stat().st_size
-(best / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
 s = json.loads((best.parent / "summary.json").read_text())
 done = s["epochs_done"] == s["recipe"]["epochs"]
-print(f"gpu_train: {best.parent}: {s['epochs_done']} of {s['recipe']['epochs']} epochs"
+print(f"gpu_train: {s['epochs_done']} of {s['recipe']['epochs']} epochs"
       f"{'' if done else ' (INTERRUPTED: do not publish it as complete)'}, "
       f"accuracy-B {100 * s['accuracy_b']:.2f}% (epoch {s['accuracy_b_epoch']}), "
-      f"{s['hardware']}; next: scripts/publish_weights.py {best.parent} fashion-mnist-plif "
+      f"{s['hardware']}; next: scripts/publish_weights.py RUN fashion-mnist-plif "
       f"--float16 --command '...' (the command: gpu_train.log)")
 PY
+    mv "$tmp" "$run" && echo "gpu_train: the run folder is $run"
     exit 0
     ;;
 esac
