@@ -21,6 +21,10 @@ if pgrep -f -- "--out $run( |$)" >/dev/null; then
   echo "issue11_run: the run in $run is going already (tail -f $run.log)"
   exit 0
 fi
+if other=$(pgrep -af -- "$runs/venv/bin/plif-zoo train"); then  # 2 cores: one run at a time
+  echo "issue11_run: another run is going; wait for it to end: $other" >&2
+  exit 2
+fi
 git -C "$(dirname "$0")/.." cat-file -e "$commit^{commit}" 2>/dev/null \
   || { echo "issue11_run: no commit $commit in this repository; give the run's commit" >&2; exit 2; }
 mkdir -p "$runs"
@@ -34,9 +38,6 @@ if [ ! -x "$runs/venv/bin/plif-zoo" ]; then
   "$runs/venv/bin/pip" install -q "$src"
   echo "$commit" >"$runs/venv/.src"
 elif [ "$(cat "$runs/venv/.src" 2>/dev/null || echo 71e517b)" != "$commit" ]; then
-  if pgrep -f -- "$runs/venv/bin/plif-zoo" >/dev/null; then
-    echo "issue11_run: another run uses $runs/venv with other code; wait for it to end" >&2; exit 2
-  fi
   "$runs/venv/bin/pip" install -q --force-reinstall --no-deps "$src"
   echo "$commit" >"$runs/venv/.src"
 fi
