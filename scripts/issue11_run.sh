@@ -37,7 +37,7 @@ if [ ! -x "$runs/venv/bin/plif-zoo" ]; then
   "$runs/venv/bin/pip" install -q torch==2.14.1 torchvision==0.29.1
   "$runs/venv/bin/pip" install -q "$src"
   echo "$commit" >"$runs/venv/.src"
-elif [ "$(cat "$runs/venv/.src" 2>/dev/null || echo 71e517b)" != "$commit" ]; then
+elif [ "$(cat "$runs/venv/.src" 2>/dev/null || echo 71e517b)" != "$commit" ]; then  # no .src: made from 71e517b
   "$runs/venv/bin/pip" install -q --force-reinstall --no-deps "$src"
   echo "$commit" >"$runs/venv/.src"
 fi
