@@ -10,6 +10,8 @@
 # Folder: $PLIF_ZOO_RUNS (default ~/plif-zoo-runs): src-COMMIT/ (git archive), venv/ (torch and
 # that copy installed; venv/.src names the commit), fashion-mnist-plif-b16/ for 32 epochs or
 # fashion-mnist-plif-b16-eEPOCHS/ otherwise (checkpoint.pt, metrics.csv, best/), and RUN.log.
+# It checkpoints every 500 steps (a few minutes). A session's end kills it without SIGTERM, so
+# before a planned stop ask it to checkpoint and exit: pkill -TERM -f -- "--out $HOME/plif-zoo-runs/"
 set -euo pipefail
 commit=${1:-71e517b}
 epochs=${2:-32}
@@ -46,5 +48,5 @@ resume=() how=started
 nohup "$runs/venv/bin/plif-zoo" train fashion-mnist-plif \
   --data-dir /usr/share/datasets/fashion-mnist --out "$run" \
   --epochs "$epochs" --t-max "$epochs" --batch-size 16 --lr 1e-3 --seed 2020 --T 8 --amp --compile \
-  --threads 2 --checkpoint-every 1500 "${resume[@]}" >>"$run.log" 2>&1 &
+  --threads 2 --checkpoint-every 500 "${resume[@]}" >>"$run.log" 2>&1 &
 echo "issue11_run: $how in $run (pid $!); log $run.log"
