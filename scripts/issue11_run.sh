@@ -11,7 +11,8 @@
 # that copy installed; venv/.src names the commit), fashion-mnist-plif-b16/ for 32 epochs or
 # fashion-mnist-plif-b16-eEPOCHS/ otherwise (checkpoint.pt, metrics.csv, best/), and RUN.log.
 # It checkpoints every 500 steps (a few minutes). A session's end kills it without SIGTERM, so
-# before a planned stop ask it to checkpoint and exit: pkill -TERM -f -- "--out $HOME/plif-zoo-runs/"
+# before a planned stop ask it to checkpoint and exit (it logs "stopped at epoch E step S"):
+#   pkill -TERM -f -- "--out ${PLIF_ZOO_RUNS:-$HOME/plif-zoo-runs}/"
 set -euo pipefail
 commit=${1:-71e517b}
 epochs=${2:-32}
