@@ -10,10 +10,11 @@
 #    old CuPy peer) as pure-Python wheels in .whl/ (git-ignored through .git/info/exclude).
 #    Then take weights/ (130 MB) out of what travels, which must stay under 64 MiB:
 #      bash scripts/device_tree.sh slim .whl
-# 2. Through the device tool, from the repo root (about 6-8 minutes on an H200):
+# 2. Through the device tool, from the repo root (about 4 minutes on an H200, 2026-12-04):
 #      run(command="bash benchmarks/gpu_check.sh", carry=[".whl"], timeout_s=600)
 #    then, here: bash scripts/device_tree.sh restore
-#    $OUT then holds gpu_check.log (everything), gpu_tests.xml, bench.txt and bench.json.
+#    $OUT then holds gpu_check.log (everything), compile_only.txt, gpu_tests.xml, memcheck.txt,
+#    bench.txt and bench.json.
 #    Copy the figures into benchmarks/RESULTS.md with the date, the GPU and this command.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -71,7 +72,9 @@ print("cupy backend available: kernels built and loaded")
 PY
 
 echo "== compile-only (NVRTC) =="
-$PY -m plif_zoo.cuda --compile-only --arch sm_90 | tail -n 3
+$PY -m plif_zoo.cuda --compile-only --arch sm_90 >"$OUT/compile_only.txt" 2>&1
+echo "compile-only rc=$? (every line: compile_only.txt)"
+head -n 1 "$OUT/compile_only.txt"; tail -n 3 "$OUT/compile_only.txt"
 
 echo "== GPU tests (every test marked gpu, the zoo-model cupy-vs-torch check included) =="
 timeout 240 $PY -m pytest -q -rs -p no:cacheprovider -m gpu tests/ --junitxml="$OUT/gpu_tests.xml"

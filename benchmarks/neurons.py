@@ -127,6 +127,10 @@ def bench_neurons_current(steps_list, sizes, dtypes) -> list[dict]:
 
 def bench_neurons_sj014(steps_list, sizes, dtypes) -> list[dict]:
     """SpikingJelly 0.0.0.0.14's CuPy ParametricLIFNode (run inside the --sj014 subprocess)."""
+    import numpy as np
+
+    if "int" not in vars(np):  # its auto_cuda compares dtypes with np.int, gone in numpy 1.24;
+        np.int = int  # every one of its rows failed on that (H200, 2026-12-04)
     import spikingjelly
     from spikingjelly.activation_based import functional, neuron, surrogate
 

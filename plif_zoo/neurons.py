@@ -260,6 +260,16 @@ class _LeakyNode(neuron.BaseNode):
             self.v = v_out
         return s_seq
 
+    def reset(self) -> None:
+        """Every state back to its reset value. SpikingJelly's reset deep-copies a float reset
+        value, which torch.compile before 2.14 cannot trace (seen with torch 2.11 on a GPU);
+        a Python number needs no copy, so numbers are assigned and tensors take its path."""
+        if not all(isinstance(rv, (int, float)) for rv in self._memories_rv.values()):
+            return super().reset()
+        for key, rv in self._memories_rv.items():
+            self._memories[key] = rv
+        self.v_seq = None
+
     def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [N, *] -> spikes [N, *]."""
         self._check_input(x, 1)

@@ -2,7 +2,8 @@
 # Issue 11 on the device machine: train fashion-mnist-plif (the paper's batch 16) on the GPU in one
 # device call, bring the best epoch back, publish it here. The epoch budget is fixed before the
 # run starts, from the measured speed: as many epochs as fit in the call, at most the authors'
-# T_max of 64, with CosineAnnealingLR T_max = that budget. Not run on a GPU yet.
+# T_max of 64, with CosineAnnealingLR T_max = that budget. First run: 2026-12-04, one H200,
+# 10 epochs (benchmarks/RESULTS.md).
 #
 # 1. Here, in the repo root (wheels and Fashion-MNIST into .whl/ and .data/, weights/ out of what
 #    travels):
@@ -100,7 +101,7 @@ left=$((budget - SECONDS - 40))  # 40 s: the run's start and the weights' export
 epochs=$($PY - "$left" <<'PY'
 import csv, sys
 ips = float(list(csv.DictReader(open("/tmp/probe/metrics.csv")))[-1]["train_images_per_s"])
-per_epoch = 1.25 * 51000 / ips + 3  # +25% for evaluating 19,000 images, +3 s for the checkpoint
+per_epoch = 1.1 * 51000 / ips + 3  # H200 2026-12-04: 31 s training, ~3 s evaluating
 print(f"gpu_train: {ips:.0f} images/s, about {per_epoch:.0f} s an epoch", file=sys.stderr)
 print(max(0, min(64, int(float(sys.argv[1]) / per_epoch))))
 PY
@@ -115,7 +116,9 @@ timeout $((budget - SECONDS - 20)) $PY -m plif_zoo.cli train "${recipe[@]}" \
   --epochs "$epochs" --t-max "$epochs" --out /tmp/run
 echo "gpu_train: train rc=$? ($SECONDS s)"
 # An interrupted run still brings back what it has (summary.json says how far it got).
-for f in metrics.csv tau.csv summary.json; do cp "/tmp/run/$f" "$OUT"/ || echo "gpu_train: no $f"; done
+for f in metrics.csv tau.csv summary.json; do
+  cp "/tmp/run/$f" "$OUT"/ || echo "gpu_train: no $f"
+done
 cp /tmp/run/best/config.json "$OUT/best_config.json" || exit 1
 $PY - <<'PY' || exit 1
 from safetensors.torch import load_file, save_file

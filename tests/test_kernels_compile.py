@@ -40,6 +40,26 @@ def test_compile_only_builds_and_reports_every_variant(capsys):
             assert "spill stores 0 B" in line
 
 
+def test_compile_only_checks_entries_in_the_cubin_not_the_log(capsys, monkeypatch):
+    # The NVRTC of a GPU machine's image (2026-12-04) gave a log without ptxas's report: that
+    # is no missing kernel. A kernel is missing when its symbol is not in the cubin.
+    real = build.compile_cubin
+    monkeypatch.setattr(build, "sources", lambda: ["max_pool.cu"])
+    monkeypatch.setattr(build, "compile_cubin", lambda s, a: (real(s, a)[0], ""))
+    assert compile_tool.compile_all(["sm_90"]) == 0
+    out = capsys.readouterr().out
+    names = build.entry_names("max_pool.cu")
+    assert all(f" {n} " in out for n in names) and out.count("(no ptxas report)") == len(names)
+    assert "no ptxas report; it begins:\n(empty)" in out
+
+    gone = names[0].encode()
+    monkeypatch.setattr(
+        build, "compile_cubin", lambda s, a: (real(s, a)[0].replace(gone, b"x" * len(gone)), "")
+    )
+    assert compile_tool.compile_all(["sm_90"]) == 1
+    assert f"FAIL sm_90 max_pool.cu {names[0]}: entry not in the cubin" in capsys.readouterr().out
+
+
 def test_every_dtype_and_kind_has_a_variant():
     names = [n for s in build.sources() for n in build.entry_names(s)]
     for kind in ("neuron_forward", "neuron_backward", "max_pool_forward", "max_pool_backward"):

@@ -126,6 +126,27 @@ def test_state_persists_until_reset_net():
     torch.testing.assert_close(net(x), first)
 
 
+@pytest.mark.parametrize("node_cls", [PLIFNode, LIFNode])
+@pytest.mark.parametrize("v_reset", [0.0, None])
+def test_reset_restores_numbers_without_deepcopy(node_cls, v_reset, monkeypatch):
+    # torch.compile before 2.14 cannot trace copy.deepcopy, which SpikingJelly's reset calls
+    # for a float reset value; ours must not reach it, and must reset exactly as SpikingJelly.
+    from spikingjelly.activation_based import base
+
+    node = node_cls(v_reset=v_reset, store_v_seq=True)
+    x = _input(T=3, shape=(2, 4))
+    first = node(x)
+
+    def no_deepcopy(obj, memo=None):
+        raise AssertionError("reset called copy.deepcopy")
+
+    monkeypatch.setattr(base.copy, "deepcopy", no_deepcopy)
+    for _ in range(2):  # from a tensor state, then from a number state
+        node.reset()
+        assert node.v == (0.0 if v_reset is None else v_reset) and node.v_seq is None
+    assert torch.equal(node(x), first)
+
+
 def test_set_step_mode_switches_to_single_step():
     node = PLIFNode()
     functional.set_step_mode(node, "s")

@@ -2,7 +2,8 @@
 
 Compiles every kernel variant with NVRTC (no GPU or driver needed) and prints one line per
 variant with its registers and spill bytes. Exits nonzero when a source does not compile
-or an entry the launchers expect is missing.
+or an entry the launchers expect is missing from the cubin (register figures come from
+ptxas's report in NVRTC's log, where the log has one).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def compile_all(archs: list[str], out=None) -> int:
         for source in build.sources():
             start = time.perf_counter()
             try:
-                _, log = build.compile_cubin(source, arch)
+                cubin, log = build.compile_cubin(source, arch)
             except build.CompileError as err:
                 print(f"FAIL {arch} {source}\n{err}", file=out)
                 failures += 1
@@ -30,19 +31,25 @@ def compile_all(archs: list[str], out=None) -> int:
             seconds = time.perf_counter() - start
             usages = build.parse_ptxas_log(log)
             for name in build.entry_names(source):
-                u = usages.get(name)
-                if u is None:
-                    print(
-                        f"FAIL {arch} {source} {name}: entry not found in the compiled module",
-                        file=out,
-                    )
+                if b"\0" + name.encode() + b"\0" not in cubin:  # its ELF string table
+                    print(f"FAIL {arch} {source} {name}: entry not in the cubin", file=out)
                     failures += 1
+                    continue
+                u = usages.get(name)
+                if u is None:  # seen with the NVRTC of a GPU machine's image (2026-12-04)
+                    print(f"ok   {arch} {source:<12} {name:<28} (no ptxas report)", file=out)
                     continue
                 flag = "ok  " if u.spill_stores == 0 and u.spill_loads == 0 else "SPILL"
                 print(
                     f"{flag} {arch} {source:<12} {name:<28} {u.registers:3d} registers  "
                     f"spill stores {u.spill_stores} B  spill loads {u.spill_loads} B  "
                     f"stack {u.stack_bytes} B",
+                    file=out,
+                )
+            if not usages:
+                head = "\n".join(log.splitlines()[:5]) or "(empty)"
+                print(
+                    f"     {arch} {source}: NVRTC's log has no ptxas report; it begins:\n{head}",
                     file=out,
                 )
             print(f"     {arch} {source}: compiled in {seconds:.1f} s", file=out)
