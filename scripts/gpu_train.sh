@@ -97,7 +97,7 @@ timeout 120 $PY -m pytest -q -rs -p no:cacheprovider -m gpu tests/test_kernels_g
 echo "gpu_train: backend $backend"
 
 recipe=(fashion-mnist-plif --data-dir "$data" --batch-size 16 --lr 1e-3 --seed 2020 --T 8
-        --amp --backend "$backend" --checkpoint-every 0)
+        --amp --backend "$backend" --checkpoint-every 0 --eval-batch-size 1000)  # 19 batches
 probe() {  # probe SECONDS OUT [FLAGS...]: 2 epochs of 4,800 images; the 2nd is the speed, warm
   local limit=$1 out=$2; shift 2
   timeout "$limit" $PY -m plif_zoo.cli train "${recipe[@]}" "$@" --out "$out" --epochs 2 \
