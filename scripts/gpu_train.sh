@@ -11,6 +11,11 @@
 # 2. Through the device tool:
 #      run(command="bash scripts/gpu_train.sh", carry=[".whl", ".data"], timeout_s=600)
 #    then, here: bash scripts/device_tree.sh restore
+#    Longer than one call (the session's 15 device minutes hold a start, one call of 600 s and
+#    about 200 s more): GPU_TRAIN_SECONDS=780 bash scripts/gpu_train.sh, and the moment it
+#    returns, on the still-warm machine (it goes back after 30 s idle),
+#      run(command="GPU_TRAIN_CALL_SECONDS=SECONDS bash scripts/gpu_train.sh --collect")
+#    with SECONDS under the device time left; the run goes on between the two calls.
 # 3. Here, from the files that came back (files_at): the run folder, then the usual publishing
 #    (scripts/publish_weights.py measures on this machine, in float32):
 #      bash scripts/gpu_train.sh --assemble FILES_AT ~/plif-zoo-runs/fashion-mnist-plif-gpu
@@ -67,16 +72,57 @@ PY
     mv "$tmp" "$run" && echo "gpu_train: the run folder is $run"
     exit 0
     ;;
+  --collect) collect=1 ;;
+  "") collect=0 ;;
+  *) echo "usage: bash scripts/gpu_train.sh [--prepare | --collect | --assemble FILES_AT RUN]" >&2
+     exit 2 ;;
 esac
 
 OUT=${OUT:-/tmp/plif_zoo_gpu_train}
 WORK=${WORK:-/tmp/gpu_train}  # the probes' and the run's folders
-rm -rf "$WORK" && mkdir -p "$WORK" || exit 1
 mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu_train.log") 2>&1
-export PYTHONUNBUFFERED=1 PLIF_ZOO_CACHE=/tmp/plif_zoo_kernels
-budget=${GPU_TRAIN_SECONDS:-575}  # of the call's 600 s: the rest exports the weights (about 8 s)
 PY=${PYTHON:-python3}  # the device image's python; tests put a stand-in here
+call=${GPU_TRAIN_CALL_SECONDS:-575}  # of this call's 600 s: the rest exports the weights (~8 s)
+
+finish() {  # Wait for the background run until this call's end; then bring back what it made.
+  while [ ! -f "$WORK/run.rc" ] && [ "$SECONDS" -lt "$call" ]; do sleep 2; done
+  echo "== the run's log =="; cat "$WORK/run.log"
+  if [ ! -f "$WORK/run.rc" ]; then  # written when the run's command ends, however it ends
+    cp "$WORK/run/metrics.csv" "$OUT"/ 2>/dev/null
+    echo "gpu_train: the run goes on in the background ($SECONDS s). Within 30 s, before the"
+    echo "gpu_train: machine goes back: run(command='bash scripts/gpu_train.sh --collect')"
+    exit 0
+  fi
+  echo "gpu_train: train rc=$(cat "$WORK/run.rc") ($SECONDS s in this call)"
+  # An interrupted run still brings back what it has (summary.json says how far it got).
+  for f in metrics.csv tau.csv summary.json; do
+    cp "$WORK/run/$f" "$OUT"/ || echo "gpu_train: no $f"
+  done
+  cp "$WORK/run/best/config.json" "$OUT/best_config.json" || exit 1
+  $PY - "$WORK" <<'PY' || exit 1
+import sys
+from safetensors.torch import load_file, save_file
+w = load_file(f"{sys.argv[1]}/run/best/model.safetensors")
+w16 = {k: v.half() if v.is_floating_point() else v for k, v in w.items()}
+save_file(w16, f"{sys.argv[1]}/w16.safetensors")
+PY
+  split -b 14000000 "$WORK/w16.safetensors" "$OUT/w16.part-"
+  ls -l "$OUT"
+  exit 0
+}
+
+if [ "$collect" = 1 ]; then
+  [ -f "$WORK/run.log" ] || { echo "gpu_train: FAILED: no run in $WORK: the machine was given"\
+    "back (a fresh one is bare) or the first call did not start one"; exit 1; }
+  finish
+fi
+
+export PYTHONUNBUFFERED=1 PLIF_ZOO_CACHE=/tmp/plif_zoo_kernels
+# Training seconds over the calls: 575 fits one call; more (e.g. 780) needs the second call
+# (--collect) at once, on the machine still warm; the run goes on between the two calls.
+budget=${GPU_TRAIN_SECONDS:-575}
+rm -rf "$WORK" && mkdir -p "$WORK" || exit 1
 if ! nvidia-smi -L >/dev/null 2>&1 \
    || ! $PY -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
   echo "gpu_train: FAILED: no CUDA GPU here; run this through the device tool (top of this file)"
@@ -140,21 +186,9 @@ env=""; [ ${#graphs[@]} -gt 0 ] && env="TORCHINDUCTOR_CUDAGRAPHS=1 "
 echo "== the run: $epochs epochs, CosineAnnealingLR T_max $epochs (fixed now) =="
 echo "command: ${env}plif-zoo train ${recipe[*]} ${graphs[*]} --epochs $epochs" \
   "--t-max $epochs --out RUN"
-TORCHINDUCTOR_CUDAGRAPHS=$([ -n "$env" ] && echo 1 || echo 0) \
-  timeout $((budget - SECONDS - 20)) $PY -m plif_zoo.cli train "${recipe[@]}" "${graphs[@]}" \
-  --epochs "$epochs" --t-max "$epochs" --out "$WORK/run"
-echo "gpu_train: train rc=$? ($SECONDS s)"
-# An interrupted run still brings back what it has (summary.json says how far it got).
-for f in metrics.csv tau.csv summary.json; do
-  cp "$WORK/run/$f" "$OUT"/ || echo "gpu_train: no $f"
-done
-cp "$WORK/run/best/config.json" "$OUT/best_config.json" || exit 1
-$PY - "$WORK" <<'PY' || exit 1
-import sys
-from safetensors.torch import load_file, save_file
-w = load_file(f"{sys.argv[1]}/run/best/model.safetensors")
-w16 = {k: v.half() if v.is_floating_point() else v for k, v in w.items()}
-save_file(w16, f"{sys.argv[1]}/w16.safetensors")
-PY
-split -b 14000000 "$WORK/w16.safetensors" "$OUT/w16.part-"
-ls -l "$OUT"
+run=$(printf '%q ' timeout $((budget - SECONDS - 20)) $PY -m plif_zoo.cli train "${recipe[@]}" \
+  "${graphs[@]}" --epochs "$epochs" --t-max "$epochs" --out "$WORK/run")
+# Its own session (setsid): it outlives this call when the budget needs a second one.
+setsid bash -c "export TORCHINDUCTOR_CUDAGRAPHS=${env:+1}; $run >'$WORK/run.log' 2>&1;
+  echo \$? >'$WORK/run.rc'" </dev/null >/dev/null 2>&1 &
+finish

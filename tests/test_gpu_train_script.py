@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # A stand-in python3: `-` and `-c` go to the real interpreter; `-m pip|pytest` succeed;
 # `-m plif_zoo.cli train ...` logs its arguments and writes a run folder whose images/s are
-# 1,500 eagerly and $FAKE_GRAPH_IPS with --compile under TORCHINDUCTOR_CUDAGRAPHS=1.
+# 1,500 eagerly and $FAKE_GRAPH_IPS with --compile under TORCHINDUCTOR_CUDAGRAPHS=1; the run
+# (not a probe) first sleeps $FAKE_TRAIN_SECONDS.
 FAKE_PYTHON = r"""#!/usr/bin/env bash
 case "$1" in
   -c) exit 0 ;;  # the "does torch see CUDA" check
@@ -38,6 +39,7 @@ if [ $compile = 1 ]; then
   [ -n "${FAKE_COMPILE_FAILS:-}" ] && exit 1
   [ "${TORCHINDUCTOR_CUDAGRAPHS:-}" = 1 ] && ips=$FAKE_GRAPH_IPS
 fi
+[ "$epochs" -gt 2 ] && sleep "${FAKE_TRAIN_SECONDS:-0}"  # the run, not the probes
 mkdir -p "$out/best"
 { echo "epoch,train_images_per_s,val_top1"
   for e in $(seq "$epochs"); do echo "$e,$ips,0.84"; done; } > "$out/metrics.csv"
@@ -47,23 +49,23 @@ save_file({'w': numpy.ones(3, numpy.float32)}, sys.argv[1])" "$out/best/model.sa
 """
 
 
-def _run(tmp_path: Path, **env: str) -> tuple[str, list[str], Path]:
+def _run(tmp_path: Path, *args: str, **env: str) -> tuple[str, list[str], Path]:
     pytest.importorskip("safetensors")
     repo = tmp_path / "repo"
-    (repo / "scripts").mkdir(parents=True)
+    (repo / "scripts").mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "scripts" / "gpu_train.sh", repo / "scripts")
     for name in (".data/fashion-mnist/train-images-idx3-ubyte.gz", ".whl/sj2/stand-in.whl"):
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         (repo / name).touch()
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
+    bin_dir.mkdir(exist_ok=True)
     (bin_dir / "nvidia-smi").write_text("#!/bin/sh\necho 'GPU 0: stand-in'\n")
     (bin_dir / "python3").write_text(FAKE_PYTHON)
     for f in bin_dir.iterdir():
         f.chmod(0o755)
-    calls, out = tmp_path / "calls", tmp_path / "out"
+    calls, out = tmp_path / "calls", tmp_path / f"out{len(args)}"
     done = subprocess.run(
-        ["bash", "scripts/gpu_train.sh"],
+        ["bash", "scripts/gpu_train.sh", *args],
         cwd=repo,
         env={
             **os.environ,
@@ -109,3 +111,27 @@ def test_the_run_stays_eager_when_the_cuda_graph_probe_fails_or_is_not_faster(tm
     assert "the run is eager" in log
     epochs = int(run.split("--epochs ")[1].split()[0])  # 40 s an epoch at 1,500 images/s
     assert 8 <= epochs <= 14
+
+
+def test_a_run_longer_than_the_call_goes_on_and_the_second_call_collects_it(tmp_path):
+    env = {"GPU_TRAIN_SECONDS": "780", "GPU_TRAIN_CALL_SECONDS": "4", "FAKE_TRAIN_SECONDS": "8"}
+    log, calls, out = _run(tmp_path, **env)
+    assert "goes on in the background" in log and "--collect" in log
+    assert not list(out.glob("w16.part-*"))  # nothing to publish yet
+    epochs = int(calls[-1].split("--epochs ")[1].split()[0])
+    assert epochs == 64  # 780 s at 10 s an epoch: more than 64 would fit; 64 is the cap
+    env["GPU_TRAIN_CALL_SECONDS"] = "60"
+    log, _, out = _run(tmp_path, "--collect", **env)
+    assert "train rc=0" in log and (out / "w16.part-aa").is_file()
+    assert (out / "summary.json").is_file() and (out / "best_config.json").is_file()
+
+
+def test_collect_without_a_run_says_what_happened(tmp_path):
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_train.sh"), "--collect"],
+        env={**os.environ, "WORK": str(tmp_path / "none"), "OUT": str(tmp_path / "out")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1 and "no run in" in done.stdout and "given back" in done.stdout
