@@ -12,10 +12,11 @@
 #      run(command="bash scripts/gpu_train.sh", carry=[".whl", ".data"], timeout_s=600)
 #    then, here: bash scripts/device_tree.sh restore
 #    Longer than one call (the session's 15 device minutes hold a start, one call of 600 s and
-#    about 200 s more): GPU_TRAIN_SECONDS=780 bash scripts/gpu_train.sh, and the moment it
+#    about 200 s more): GPU_TRAIN_SECONDS=760 bash scripts/gpu_train.sh, and the moment it
 #    returns, on the still-warm machine (it goes back after 30 s idle),
-#      run(command="GPU_TRAIN_CALL_SECONDS=SECONDS bash scripts/gpu_train.sh --collect")
-#    with SECONDS under the device time left; the run goes on between the two calls.
+#      run(command="GPU_TRAIN_CALL_SECONDS=185 bash scripts/gpu_train.sh --collect",
+#          timeout_s=200)
+#    (start ~40 s + 600 s + the gap + 200 s: under 900 s); the run goes on between the calls.
 # 3. Here, from the files that came back (files_at): the run folder, then the usual publishing
 #    (scripts/publish_weights.py measures on this machine, in float32):
 #      bash scripts/gpu_train.sh --assemble FILES_AT ~/plif-zoo-runs/fashion-mnist-plif-gpu
