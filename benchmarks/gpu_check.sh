@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The one device run of the CuPy backend: every GPU test (the zoo model on backend="cupy" against
 # "torch" in float32 / float16 / bfloat16 among them), memcheck where compute-sanitizer exists,
-# then benchmarks/neurons.py; results in $OUT. Fails fast without a GPU, and fails when every
-# GPU test skipped or every cupy benchmark row failed: a run that executed no kernel is no pass.
+# then benchmarks/neurons.py (timed with the host, then as CUDA graphs: the kernels alone);
+# results in $OUT. Fails fast without a GPU, and fails when every GPU test skipped or every
+# cupy benchmark row failed: a run that executed no kernel is no pass.
 #
 # 1. Here, on a machine that reaches PyPI, in the repo root, once:
 #      bash benchmarks/gpu_check.sh --fetch-wheels
@@ -10,7 +11,8 @@
 #    old CuPy peer) as pure-Python wheels in .whl/ (git-ignored through .git/info/exclude).
 #    Then take weights/ (130 MB) out of what travels, which must stay under 64 MiB:
 #      bash scripts/device_tree.sh slim .whl
-# 2. Through the device tool, from the repo root (about 4 minutes on an H200, 2026-12-04):
+# 2. Through the device tool, from the repo root (about 4 minutes on an H200 on 2026-12-04, before
+#    --graphs added a second timing of every case):
 #      run(command="bash benchmarks/gpu_check.sh", carry=[".whl"], timeout_s=600)
 #    then, here: bash scripts/device_tree.sh restore
 #    $OUT then holds gpu_check.log (everything), compile_only.txt, gpu_tests.xml, memcheck.txt,
@@ -102,7 +104,7 @@ fi
 
 echo "== benchmarks =="
 # shellcheck disable=SC2086
-timeout 360 $PY benchmarks/neurons.py --steps 4 8 16 32 --neurons-log2 20 24 \
+timeout 480 $PY benchmarks/neurons.py --steps 4 8 16 32 --neurons-log2 20 24 --graphs \
   --dtypes float32 bfloat16 float16 $SJ014 --json "$OUT/bench.json" 2>&1 | tee "$OUT/bench.txt"
 bench_rc=$?
 

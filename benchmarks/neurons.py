@@ -2,6 +2,7 @@
 
     python benchmarks/neurons.py [--steps 4 8 16 32] [--neurons-log2 20 22 24]
                                  [--dtypes float32 bfloat16 float16] [--sj014 DIR] [--json FILE]
+                                 [--graphs]
 
 Neuron: plif-zoo's cupy and torch backends, SpikingJelly 2.0.0's ParametricLIFNode (its own
 automatic fastest path) and, when ``--sj014 DIR`` holds SpikingJelly 0.0.0.0.14 (e.g.
@@ -14,6 +15,9 @@ Each figure is the median of CUDA-event timings of forward + backward after warm
 counts the bytes a lean implementation must move (neuron: read X, write S and H, read dL/dS
 and H, write dL/dX; H in float32; max-pool: read x, write y and one byte per output, read
 dL/dy and the byte, write dL/dx), shown against the measured device-to-device copy bandwidth.
+These timings include the host's work between the kernels (at 2^20 neurons it is most of it:
+about 0.7-0.9 ms on an H200 machine, 2026-12-04); ``--graphs`` adds a second table of the same
+cases captured as CUDA graphs and replayed, the kernels' own time.
 """
 
 from __future__ import annotations
@@ -44,6 +48,21 @@ def time_ms(fn, warmup: int = 3, repeat: int = 10) -> float:
         end.synchronize()
         times.append(start.elapsed_time(end))
     return statistics.median(times)
+
+
+def graph_ms(fn, warmup: int = 3, repeat: int = 10) -> float:
+    """Median milliseconds of fn() captured once as a CUDA graph and replayed: the kernels'
+    own time, without the host's (Python, autograd, launches) that time_ms includes."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up off the default stream, as capture requires
+        for _ in range(warmup):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return time_ms(graph.replay, warmup, repeat)
 
 
 def copy_bandwidth_gbs() -> float:
@@ -91,8 +110,8 @@ def _record(rows: list[dict], row: dict) -> None:
     )
 
 
-def bench_neurons_current(steps_list, sizes, dtypes) -> list[dict]:
-    """plif-zoo (cupy, torch) and the installed SpikingJelly 2.x."""
+def bench_neurons_current(steps_list, sizes, dtypes, timer=time_ms) -> list[dict]:
+    """plif-zoo (cupy, torch) and the installed SpikingJelly 2.x, each timed by ``timer``."""
     from spikingjelly.activation_based import functional, neuron, surrogate
 
     from plif_zoo import PLIFNode
@@ -115,7 +134,7 @@ def bench_neurons_current(steps_list, sizes, dtypes) -> list[dict]:
                 for name, make in impls.items():
                     try:
                         node = make().cuda()
-                        result = {"ms": time_ms(_node_step(node, x, grad_s, functional.reset_net))}
+                        result = {"ms": timer(_node_step(node, x, grad_s, functional.reset_net))}
                     except Exception as err:  # report and go on: one failing peer must not hide
                         result = {"error": f"{type(err).__name__}: {err}"[:200]}  # the rest
                     row = dict(kind="neuron", impl=name, dtype=dtype_name, steps=steps, log2=log2)
@@ -174,7 +193,7 @@ def bench_neurons_sj014(steps_list, sizes, dtypes) -> list[dict]:
     return rows
 
 
-def bench_pool(steps_list, sizes, dtypes) -> list[dict]:
+def bench_pool(steps_list, sizes, dtypes, timer=time_ms) -> list[dict]:
     import torch.nn.functional as F
 
     from plif_zoo import SpikeMaxPool2d
@@ -212,7 +231,7 @@ def bench_pool(steps_list, sizes, dtypes) -> list[dict]:
                                 steps=steps,
                                 log2=log2,
                                 outputs=grad_y.numel(),
-                                ms=time_ms(run),
+                                ms=timer(run),
                             ),
                         )
                     except Exception as err:
@@ -232,7 +251,7 @@ def bench_pool(steps_list, sizes, dtypes) -> list[dict]:
     return rows
 
 
-def report(rows: list[dict], bandwidth: float) -> None:
+def report(rows: list[dict], bandwidth: float, title: str = "forward + backward") -> None:
     print(f"device: {torch.cuda.get_device_name()}  measured copy bandwidth: {bandwidth:.0f} GB/s")
     for kind in ("neuron", "max_pool"):
         keyed = {}
@@ -241,7 +260,7 @@ def report(rows: list[dict], bandwidth: float) -> None:
                 keyed.setdefault((r["dtype"], r["steps"], r["log2"]), []).append(r)
         if not keyed:
             continue
-        print(f"\n{kind}: forward + backward")
+        print(f"\n{kind}: {title}")
         print(
             f"{'dtype':<9} {'T':>3} {'neurons':>8} {'impl':<20} {'ms':>9} {'GB/s':>7} "
             f"{'of copy':>8} {'x ours':>7}"
@@ -283,6 +302,11 @@ def main(argv: list[str] | None = None) -> int:
         "--sj014", metavar="DIR", help="folder holding SpikingJelly 0.0.0.0.14 (pip --target)"
     )
     parser.add_argument("--skip-pool", action="store_true", help="neurons only")
+    parser.add_argument(
+        "--graphs",
+        action="store_true",
+        help="then time each case again as one CUDA graph replay: the kernels without the host",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write every measurement as JSON")
     parser.add_argument("--sj014-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -335,21 +359,28 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_pool:
         rows += bench_pool(args.steps, args.neurons_log2, args.dtypes)
     report(rows, bandwidth)
-    if args.json:
-        from plif_zoo._io import atomic_write  # not at the top: the --sj014 worker has an old SJ
-
-        atomic_write(
-            args.json,
-            json.dumps(
-                {"device": torch.cuda.get_device_name(), "copy_gbs": bandwidth, "rows": rows},
-                indent=1,
-            ),
-        )
+    result = {"device": torch.cuda.get_device_name(), "copy_gbs": bandwidth, "rows": rows}
+    _write_json(args.json, result)
+    if args.graphs:  # last: a capture that fails can leave the CUDA context unusable
+        print("\n== the same, each captured once as a CUDA graph and replayed ==", file=sys.stderr)
+        graph_rows = bench_neurons_current(args.steps, args.neurons_log2, args.dtypes, graph_ms)
+        if not args.skip_pool:
+            graph_rows += bench_pool(args.steps, args.neurons_log2, args.dtypes, graph_ms)
+        print()
+        report(graph_rows, bandwidth, "forward + backward, one CUDA graph replay (kernels alone)")
+        _write_json(args.json, {**result, "graph_rows": graph_rows})
     problem = cupy_failures(rows)
     if problem:
         print(f"benchmarks/neurons.py: FAILED: {problem}", file=sys.stderr)
         return 1
     return 0
+
+
+def _write_json(path: str | None, result: dict) -> None:
+    if path:
+        from plif_zoo._io import atomic_write  # not at the top: the --sj014 worker has an old SJ
+
+        atomic_write(path, json.dumps(result, indent=1))
 
 
 def cupy_failures(rows: list[dict]) -> str:

@@ -782,6 +782,20 @@ def test_neuron_benchmark_fails_when_the_cupy_rows_failed():
     assert "no plif-zoo cupy row" in bench.cupy_failures([peer])
 
 
+def test_neuron_benchmark_report_names_its_timing_and_compares_with_ours(capsys, monkeypatch):
+    bench = _load_benchmark()
+    monkeypatch.setattr(bench.torch.cuda, "get_device_name", lambda: "stand-in GPU")
+    row = dict(kind="neuron", dtype="float32", steps=8, log2=20)
+    rows = [{**row, "impl": "plif-zoo cupy", "ms": 0.5}, {**row, "impl": "SJ 2.0.0", "ms": 1.0}]
+    bench.report(rows, bandwidth=4000.0, title="one CUDA graph replay (kernels alone)")
+    out = capsys.readouterr().out
+    assert "stand-in GPU" in out and "neuron: one CUDA graph replay (kernels alone)" in out
+    # 2^20 neurons x 8 steps x 24 B (float32) in 0.5 ms: 403 GB/s, 10.1% of 4,000 GB/s
+    ours = next(ln for ln in out.splitlines() if "plif-zoo cupy" in ln)
+    assert ours.split()[-4:] == ["0.500", "403", "10.1%", "1.00"]
+    assert next(ln for ln in out.splitlines() if "SJ 2.0.0" in ln).split()[-1] == "2.00"
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_gpu_check_fails_fast_and_clearly_without_a_gpu(tmp_path):
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
