@@ -87,10 +87,17 @@ PY=${PYTHON:-python3}  # the device image's python; tests put a stand-in here
 call=${GPU_TRAIN_CALL_SECONDS:-575}  # of this call's 600 s: the rest exports the weights (~8 s)
 
 finish() {  # Wait for the background run until this call's end; then bring back what it made.
-  while [ ! -f "$WORK/run.rc" ] && [ "$SECONDS" -lt "$call" ]; do sleep 2; done
+  running() {  # without pgrep, assume so: the wait then ends at the call's end or run.rc
+    ! command -v pgrep >/dev/null || pgrep -f -- "--out $WORK/run" >/dev/null
+  }
+  while [ ! -f "$WORK/run.rc" ] && [ "$SECONDS" -lt "$call" ] && running; do sleep 2; done
   echo "== the run's log =="; cat "$WORK/run.log"
   if [ ! -f "$WORK/run.rc" ]; then  # written when the run's command ends, however it ends
     cp "$WORK/run/metrics.csv" "$OUT"/ 2>/dev/null
+    if ! running; then
+      echo "gpu_train: FAILED: the run's processes are gone without an exit status (ended with"\
+        "the call that started them?)"; exit 1
+    fi
     echo "gpu_train: the run goes on in the background ($SECONDS s). Within 30 s, before the"
     echo "gpu_train: machine goes back: run(command='bash scripts/gpu_train.sh --collect')"
     exit 0

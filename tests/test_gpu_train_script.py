@@ -135,3 +135,17 @@ def test_collect_without_a_run_says_what_happened(tmp_path):
         timeout=60,
     )
     assert done.returncode == 1 and "no run in" in done.stdout and "given back" in done.stdout
+
+
+def test_collect_of_a_run_whose_processes_are_gone_fails_clearly(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "run.log").write_text("epoch 1/64: ...\n")  # started, then killed: no run.rc
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_train.sh"), "--collect"],
+        env={**os.environ, "WORK": str(work), "OUT": str(tmp_path / "out")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1 and "processes are gone" in done.stdout
