@@ -90,10 +90,8 @@ finish() {  # Wait for the background run until this call's end; then bring back
   running() {  # without pgrep, assume so: the wait then ends at the call's end or run.rc
     ! command -v pgrep >/dev/null || pgrep -f -- "--out $WORK/run" >/dev/null
   }
-  while [ ! -f "$WORK/run.rc" ] && [ "$SECONDS" -lt "$call" ]; do
-    sleep 2  # first: the run's processes need a moment to start
-    running || break
-  done
+  sleep 1  # the run's processes need a moment to start
+  while [ ! -f "$WORK/run.rc" ] && [ "$SECONDS" -lt "$call" ] && running; do sleep 1; done
   echo "== the run's log =="; cat "$WORK/run.log"
   if [ ! -f "$WORK/run.rc" ]; then  # written when the run's command ends, however it ends
     cp "$WORK/run/metrics.csv" "$OUT"/ 2>/dev/null

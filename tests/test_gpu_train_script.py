@@ -114,7 +114,7 @@ def test_the_run_stays_eager_when_the_cuda_graph_probe_fails_or_is_not_faster(tm
 
 
 def test_a_run_longer_than_the_call_goes_on_and_the_second_call_collects_it(tmp_path):
-    env = {"GPU_TRAIN_SECONDS": "780", "GPU_TRAIN_CALL_SECONDS": "4", "FAKE_TRAIN_SECONDS": "8"}
+    env = {"GPU_TRAIN_SECONDS": "780", "GPU_TRAIN_CALL_SECONDS": "3", "FAKE_TRAIN_SECONDS": "5"}
     log, calls, out = _run(tmp_path, **env)
     assert "goes on in the background" in log and "--collect" in log
     assert not list(out.glob("w16.part-*"))  # nothing to publish yet
