@@ -128,7 +128,7 @@ if [ "$collect" = 1 ]; then
 fi
 
 export PYTHONUNBUFFERED=1 PLIF_ZOO_CACHE=/tmp/plif_zoo_kernels
-# Training seconds over the calls: 575 fits one call; more (e.g. 780) needs the second call
+# Training seconds over the calls: 575 fits one call; more (e.g. 760) needs the second call
 # (--collect) at once, on the machine still warm; the run goes on between the two calls.
 budget=${GPU_TRAIN_SECONDS:-575}
 rm -rf "$WORK" && mkdir -p "$WORK" || exit 1
